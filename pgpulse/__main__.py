@@ -1,0 +1,5 @@
+import sys
+
+from pgpulse.cli import main
+
+sys.exit(main())

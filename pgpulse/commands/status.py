@@ -1,0 +1,57 @@
+"""``pgpulse status``: engine mode, schema version and how full and fresh each tier is."""
+
+from __future__ import annotations
+
+import json
+
+from pgpulse import engine as engine_mode
+from pgpulse import schema, tiers
+from pgpulse.db import connect
+from pgpulse.runtime import database
+from pgpulse.settings import load_core
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="engine mode, schema version, rows and lag per tier")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def _age(lag) -> str:
+    if lag is None:
+        return "-"
+    seconds = int(lag.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds}s"
+
+
+def run(args) -> int:
+    settings = load_core()
+    with database(settings) as url, connect(url) as conn:
+        mode = engine_mode.recorded(conn)
+        current = schema.current_revision(conn)
+        head = schema.head_revision()
+        rows = tiers.status(conn) if mode else []
+    if args.json:
+        print(json.dumps({
+            "engine": mode,
+            "revision": current,
+            "head": head,
+            "tiers": [
+                {"relation": t.relation, "rows": t.rows,
+                 "newest": t.newest.isoformat() if t.newest else None,
+                 "lag_seconds": t.lag.total_seconds() if t.lag is not None else None}
+                for t in rows
+            ],
+        }, indent=2))
+        return 0 if current == head else 1
+    print(f"engine:  {mode or 'not migrated'}")
+    print(f"schema:  {current or 'none'} ({'at head' if current == head else f'head is {head}: run pgpulse migrate'})")
+    if rows:
+        print(f"\n{'relation':<20} {'rows':>12}  {'newest':<26} {'lag':>8}")
+        for t in rows:
+            newest = t.newest.isoformat(timespec="seconds") if t.newest else "-"
+            print(f"{t.relation:<20} {t.rows:>12}  {newest:<26} {_age(t.lag):>8}")
+    return 0 if current == head else 1

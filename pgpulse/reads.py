@@ -1,0 +1,210 @@
+"""Tier-aware reads: one function per kind of data, whichever tier serves it.
+
+For a time range and a step, the finest tier that fits the step is chosen (raw below
+5 minutes, 5m below an hour, else 1h). Where the range reaches further back than
+that tier keeps data, the older part is served by the next coarser tier that still
+has it, and the parts are stitched at hour boundaries, so a point is never counted
+twice. The result has one shape whichever tiers served it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from pgpulse.tiers import HOST_FIELDS, Retention
+
+AGGREGATES = ("avg", "min", "max", "sum", "count", "last", "rate")
+TIERS = ("raw", "5m", "1h")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+class ReadError(ValueError):
+    """A read asked for something that does not exist (unknown field, aggregate)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    tier: str
+    start: datetime
+    end: datetime
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """Points per key (series id, or host) and the tiers that served them."""
+
+    tier: str  # the tier serving the newest part of the range
+    segments: list[Segment]
+    points: dict[object, list[tuple[datetime, float]]]
+
+
+def tier_for_step(step: timedelta) -> str:
+    if step >= HOUR:
+        return "1h"
+    if step >= timedelta(minutes=5):
+        return "5m"
+    return "raw"
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floored = EPOCH + ((t - EPOCH) // HOUR) * HOUR
+    return floored if floored == t else floored + HOUR
+
+
+def plan(start: datetime, end: datetime, step: timedelta, retention: Retention, now: datetime) -> list[Segment]:
+    """The tiers that serve [start, end), oldest part first."""
+    if end <= start:
+        return []
+    horizon = {"raw": now - retention.raw, "5m": now - retention.m5, "1h": now - retention.h1}
+    segments: list[Segment] = []
+    upper = end
+    for tier in TIERS[TIERS.index(tier_for_step(step)):]:
+        lower = start if tier == "1h" else max(start, _ceil_hour(horizon[tier]))
+        if lower < upper:
+            segments.append(Segment(tier, lower, upper))
+            upper = lower
+        if upper <= start:
+            break
+    return list(reversed(segments))
+
+
+def _agg(agg: str, tier: str, value: sql.Composable, time_col: str) -> sql.Composable:
+    """The SQL that aggregates one step bucket of ``value`` in ``tier``."""
+    order = sql.Identifier(time_col)
+    if tier == "raw":
+        exprs = {
+            "avg": sql.SQL("avg({v})"),
+            "min": sql.SQL("min({v})"),
+            "max": sql.SQL("max({v})"),
+            "sum": sql.SQL("sum({v})"),
+            "count": sql.SQL("count({v})::double precision"),
+            "last": sql.SQL("(array_agg({v} ORDER BY {o} DESC) FILTER (WHERE {v} IS NOT NULL))[1]"),
+        }
+        return exprs[agg].format(v=value, o=order)
+    # Rolled-up tiers keep count, sum, min, max, last per bucket; ``value`` is the
+    # column prefix ("" for samples tiers, "<field>_" for host tiers).
+    return {
+        "avg": sql.SQL("sum({s}) / nullif(sum({c}), 0)"),
+        "min": sql.SQL("min({mn})"),
+        "max": sql.SQL("max({mx})"),
+        "sum": sql.SQL("sum({s})"),
+        "count": sql.SQL("sum({c})::double precision"),
+        "last": sql.SQL("(array_agg({l} ORDER BY {o} DESC) FILTER (WHERE {c} > 0))[1]"),
+    }[agg].format(**value, o=order)
+
+
+def _tier_columns(prefix: str) -> dict[str, sql.Identifier]:
+    return {k: sql.Identifier(prefix + name) for k, name in
+            (("c", "count"), ("s", "sum"), ("mn", "min"), ("mx", "max"), ("l", "last"))}
+
+
+def _rate(points: list[tuple[datetime, float]], step: timedelta) -> list[tuple[datetime, float]]:
+    """Per-second increase between consecutive step buckets; a drop is a counter reset."""
+    seconds = step.total_seconds()
+    out = []
+    for (_t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
+        increase = v1 - v0 if v1 >= v0 else v1
+        out.append((t1, increase / seconds))
+    return out
+
+
+def _run(conn, segments, step, agg, query_for, params) -> dict[object, list[tuple[datetime, float]]]:
+    points: dict[object, list[tuple[datetime, float]]] = {}
+    inner = "last" if agg == "rate" else agg
+    for seg in segments:
+        bound = {**params, "step": step, "origin": EPOCH, "start": seg.start, "end": seg.end}
+        for key, t, v in conn.execute(query_for(seg, inner), bound).fetchall():
+            if v is not None:
+                points.setdefault(key, []).append((t, float(v)))
+    if agg == "rate":
+        points = {k: _rate(v, step) for k, v in points.items()}
+    return points
+
+
+def _check(agg: str, step: timedelta, start: datetime, end: datetime) -> None:
+    if agg not in AGGREGATES:
+        raise ReadError(f"unknown aggregate {agg!r}: expected one of {', '.join(AGGREGATES)}")
+    if step <= timedelta(0):
+        raise ReadError("step must be positive")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ReadError("start and end must carry a time zone")
+
+
+def read_series(
+    conn: psycopg.Connection,
+    series_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    agg: str,
+    retention: Retention,
+    now: datetime | None = None,
+) -> ReadResult:
+    """Points of ``series_ids`` in [start, end), one per step bucket, keyed by series id."""
+    _check(agg, step, start, end)
+    now = now or datetime.now(UTC)
+    segments = plan(start, end, step, retention, now)
+
+    def query_for(seg: Segment, inner: str) -> sql.Composable:
+        if seg.tier == "raw":
+            return sql.SQL(
+                "SELECT series_id, date_bin(%(step)s, time, %(origin)s) AS t, {agg} FROM samples "
+                "WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).format(agg=_agg(inner, "raw", sql.Identifier("value"), "time"))
+        return sql.SQL(
+            "SELECT series_id, date_bin(%(step)s, bucket, %(origin)s) AS t, {agg} FROM {rel} "
+            "WHERE series_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(agg=_agg(inner, seg.tier, _tier_columns(""), "bucket"),
+                 rel=sql.Identifier("samples_" + seg.tier))
+
+    points = _run(conn, segments, step, agg, query_for, {"ids": list(series_ids)})
+    return ReadResult(segments[-1].tier if segments else tier_for_step(step), segments, points)
+
+
+def read_host_field(
+    conn: psycopg.Connection,
+    hosts: Sequence[str] | None,
+    field: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    agg: str,
+    retention: Retention,
+    now: datetime | None = None,
+) -> ReadResult:
+    """Points of one headline ``field`` of host snapshots, keyed by host (None: all hosts)."""
+    if field not in HOST_FIELDS:
+        raise ReadError(f"unknown host field {field!r}: expected one of {', '.join(HOST_FIELDS)}")
+    _check(agg, step, start, end)
+    now = now or datetime.now(UTC)
+    segments = plan(start, end, step, retention, now)
+    path = list(HOST_FIELDS[field])
+    host_filter = sql.SQL("") if hosts is None else sql.SQL("AND host = ANY(%(hosts)s) ")
+
+    def query_for(seg: Segment, inner: str) -> sql.Composable:
+        if seg.tier == "raw":
+            value = sql.SQL(
+                "CASE WHEN jsonb_typeof(data #> %(path)s) = 'number' "
+                "THEN (data #>> %(path)s)::double precision END"
+            )
+            return sql.SQL(
+                "SELECT host, date_bin(%(step)s, time, %(origin)s) AS t, {agg} FROM system_metrics "
+                "WHERE time >= %(start)s AND time < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
+            ).format(agg=_agg(inner, "raw", value, "time"), hosts=host_filter)
+        return sql.SQL(
+            "SELECT host, date_bin(%(step)s, bucket, %(origin)s) AS t, {agg} FROM {rel} "
+            "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(agg=_agg(inner, seg.tier, _tier_columns(field + "_"), "bucket"),
+                 rel=sql.Identifier("system_metrics_" + seg.tier), hosts=host_filter)
+
+    params = {"path": path, "hosts": list(hosts) if hosts is not None else None}
+    points = _run(conn, segments, step, agg, query_for, params)
+    return ReadResult(segments[-1].tier if segments else tier_for_step(step), segments, points)

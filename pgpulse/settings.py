@@ -1,0 +1,144 @@
+"""Settings of the storage core: database, engine mode, tiers, scheduler, logging.
+
+The collector and the proxy declare their own settings beside their code
+(``collector/settings.py``, ``proxy/settings.py``) with the same helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from pgpulse import config
+from pgpulse.config import SettingsError, setting
+
+ENGINES = ("auto", "timescale", "portable")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreSettings:
+    database_url: str | None = setting(
+        "DATABASE_URL",
+        None,
+        "PostgreSQL URL (postgresql://user:pass@host:port/db). Empty: an embedded "
+        "PostgreSQL under PGPULSE_DATA_DIR. Also read from DATABASE_URL_FILE.",
+        parse=config.as_url("postgresql", "postgres"),
+        accepts="postgresql:// URL or empty",
+        secret=True,
+    )
+    engine: str = setting(
+        "PGPULSE_ENGINE",
+        "auto",
+        "Schema engine chosen when migrations first run: timescale (hypertables and "
+        "continuous aggregates), portable (plain PostgreSQL), or auto (timescale when "
+        "the extension is available). Recorded in the database afterwards.",
+        parse=config.one_of(*ENGINES),
+        accepts="auto, timescale, portable",
+    )
+    data_dir: Path = setting(
+        "PGPULSE_DATA_DIR",
+        Path("var"),
+        "Directory for local state: the embedded database (pgdata/) and the collector spool.",
+        parse=lambda name, raw: Path(raw),
+        accepts="a directory path",
+    )
+    raw_retention_days: int = setting(
+        "PGPULSE_RAW_RETENTION_DAYS",
+        14,
+        "Days of raw samples and snapshots kept.",
+        parse=config.as_int(1),
+        accepts="integer >= 1",
+    )
+    retention_5m_days: int = setting(
+        "PGPULSE_5M_RETENTION_DAYS",
+        90,
+        "Days of 5-minute rollups kept; must be >= the raw retention.",
+        parse=config.as_int(1),
+        accepts="integer >= 1",
+    )
+    retention_1h_days: int = setting(
+        "PGPULSE_1H_RETENTION_DAYS",
+        365,
+        "Days of 1-hour rollups kept; must be >= the 5-minute retention.",
+        parse=config.as_int(1),
+        accepts="integer >= 1",
+    )
+    late_window_s: int = setting(
+        "PGPULSE_LATE_WINDOW_SECONDS",
+        3600,
+        "How far back each rollup run re-aggregates, to take in late data. Must be "
+        "shorter than the raw retention, so a rollup never re-reads dropped raw data.",
+        parse=config.as_int(0),
+        accepts="integer >= 0",
+    )
+    rollup_interval_s: int = setting(
+        "PGPULSE_ROLLUP_INTERVAL_SECONDS",
+        60,
+        "Seconds between rollup runs of the scheduler (portable engine).",
+        parse=config.as_int(1),
+        accepts="integer >= 1",
+    )
+    compress_after_days: int = setting(
+        "PGPULSE_COMPRESS_AFTER_DAYS",
+        3,
+        "Raw chunks older than this are compressed (timescale engine).",
+        parse=config.as_int(1),
+        accepts="integer >= 1",
+    )
+    partitions_ahead_days: int = setting(
+        "PGPULSE_PARTITIONS_AHEAD_DAYS",
+        7,
+        "Daily raw partitions created ahead of time (portable engine).",
+        parse=config.as_int(1, 366),
+        accepts="integer 1..366",
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "info",
+        "Log level of every pgpulse process.",
+        parse=config.one_of("debug", "info", "warning", "error"),
+        accepts="debug, info, warning, error",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "json",
+        "Log lines on stdout as JSON objects (for Promtail/Loki) or plain text.",
+        parse=config.one_of("json", "text"),
+        accepts="json, text",
+    )
+    loki_url: str | None = setting(
+        "LOKI_URL",
+        None,
+        "Loki base URL (http://loki:3100); when set, pgpulse's own logs are also pushed "
+        "there through a bounded queue that never blocks the caller.",
+        parse=config.as_url("http", "https"),
+        accepts="http(s):// URL or empty",
+    )
+
+    def check(self) -> None:
+        """Rules between settings, checked once at start."""
+        if self.retention_5m_days < self.raw_retention_days:
+            raise SettingsError(
+                "PGPULSE_5M_RETENTION_DAYS must be >= PGPULSE_RAW_RETENTION_DAYS "
+                f"({self.retention_5m_days} < {self.raw_retention_days})"
+            )
+        if self.retention_1h_days < self.retention_5m_days:
+            raise SettingsError(
+                "PGPULSE_1H_RETENTION_DAYS must be >= PGPULSE_5M_RETENTION_DAYS "
+                f"({self.retention_1h_days} < {self.retention_5m_days})"
+            )
+        if self.late_window_s >= self.raw_retention_days * 86400:
+            raise SettingsError(
+                "PGPULSE_LATE_WINDOW_SECONDS must be shorter than the raw retention "
+                f"({self.raw_retention_days} days): a rollup would re-read dropped data"
+            )
+
+    @property
+    def late_window(self) -> timedelta:
+        return timedelta(seconds=self.late_window_s)
+
+
+def load_core(environ: Mapping[str, str] | None = None, **overrides) -> CoreSettings:
+    return config.load(CoreSettings, environ, **overrides)
