@@ -202,6 +202,9 @@ def grant_roles() -> None:
     # The reader (Grafana) sees telemetry and bookkeeping, never key hashes or
     # idempotency records.
     op.execute(f"GRANT SELECT ON {', '.join(READER_RELATIONS)} TO pgpulse_reader")
+    if engine() == "portable":
+        # The tier views call pgpulse_watermark(), which runs as the caller.
+        op.execute("GRANT SELECT ON pgpulse_watermarks TO pgpulse_reader")
     op.execute(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO pgpulse_writer"
     )
