@@ -9,6 +9,7 @@ its data lives in ``<data_dir>/pgdata`` across restarts.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,17 +31,23 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server if needed, make sure the database exists; returns its URL."""
-        import pgserver  # imported late: only the embedded mode needs it
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pgserver  # imported late: only the embedded mode needs it
 
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = self._server.get_uri("postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
             ).fetchone()
             if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                try:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                except psycopg.errors.DuplicateDatabase:
+                    pass  # another pgpulse process sharing this server made it first
         url = self._server.get_uri(self.database)
         log.info("embedded PostgreSQL running, data in %s", self.pgdata)
         return url

@@ -107,7 +107,7 @@ def setup_logging(service: str, level: str = "info", fmt: str = "json", loki_url
         stdout.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(stdout)
     # Third-party chatter that drowns pgpulse's own lines at info level.
-    for noisy in ("apscheduler", "werkzeug", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("apscheduler", "werkzeug", "urllib3", "alembic.runtime.migration", "pgserver"):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
     if not loki_url:
         return None
