@@ -90,6 +90,7 @@ def settings_classes() -> list[type]:
     """Every settings class of every part."""
     from collector.settings import CollectorSettings
     from proxy.etl.settings import EtlSettings
+
     from proxy.settings import ProxySettings
 
     return [CoreSettings, CollectorSettings, ProxySettings, EtlSettings]
