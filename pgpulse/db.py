@@ -34,3 +34,8 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` pointing at another database of the same server."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))

@@ -129,10 +129,14 @@ class CoreSettings:
                 "PGPULSE_1H_RETENTION_DAYS must be >= PGPULSE_5M_RETENTION_DAYS "
                 f"({self.retention_1h_days} < {self.retention_5m_days})"
             )
-        if self.late_window_s >= self.raw_retention_days * 86400:
+        # Refresh windows reach back the late window plus up to 15 minutes; they
+        # must start inside the raw retention, or a refresh would empty rollups of
+        # a range whose raw data is already dropped.
+        if self.late_window_s + 900 >= self.raw_retention_days * 86400:
             raise SettingsError(
                 "PGPULSE_LATE_WINDOW_SECONDS must be shorter than the raw retention "
-                f"({self.raw_retention_days} days): a rollup would re-read dropped data"
+                f"({self.raw_retention_days} days) by more than 15 minutes: a rollup would "
+                "re-read dropped data"
             )
 
     @property

@@ -337,8 +337,10 @@ def timescale_upgrade() -> None:
         DECLARE
             rel text;
         BEGIN
-            IF late >= raw_keep THEN
-                RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%)', late, raw_keep;
+            -- The refresh windows below reach back late + 15 min (5m) and late + 3 h
+            -- (1h); they must stay inside the retention of what they read.
+            IF late + INTERVAL '15 minutes' >= raw_keep OR late + INTERVAL '3 hours' >= keep_5m THEN
+                RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%) by more than 15 minutes', late, raw_keep;
             END IF;
             FOREACH rel IN ARRAY ARRAY['samples', 'system_metrics'] LOOP
                 PERFORM remove_retention_policy(rel, if_exists => true);
@@ -349,7 +351,7 @@ def timescale_upgrade() -> None:
             FOREACH rel IN ARRAY ARRAY['samples_5m', 'system_metrics_5m'] LOOP
                 PERFORM remove_continuous_aggregate_policy(rel, if_exists => true);
                 PERFORM add_continuous_aggregate_policy(rel,
-                    start_offset => late + INTERVAL '10 minutes',
+                    start_offset => late + INTERVAL '15 minutes',
                     end_offset => INTERVAL '5 minutes',
                     schedule_interval => INTERVAL '1 minute');
                 PERFORM remove_retention_policy(rel, if_exists => true);
@@ -576,8 +578,10 @@ def portable_upgrade() -> None:
             late interval, compress_after interval)
         RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
         BEGIN
-            IF late >= raw_keep THEN
-                RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%)', late, raw_keep;
+            -- The refresh windows below reach back late + 15 min (5m) and late + 3 h
+            -- (1h); they must stay inside the retention of what they read.
+            IF late + INTERVAL '15 minutes' >= raw_keep OR late + INTERVAL '3 hours' >= keep_5m THEN
+                RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%) by more than 15 minutes', late, raw_keep;
             END IF;
             INSERT INTO pgpulse_meta (key, value) VALUES
                 ('raw_retention', raw_keep::text), ('retention_5m', keep_5m::text),

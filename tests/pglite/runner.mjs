@@ -15,13 +15,16 @@
 //
 // Values are serialized deterministically:
 //   int2/int4/int8/oid      JSON integers, exact (int8 is never rounded to a double)
-//   float4/float8           JSON numbers (shortest round-trip form); NaN and
-//                           +-Infinity become the strings "NaN", "Infinity", "-Infinity"
+//   float4/float8           JSON numbers in shortest round-trip form, always with a
+//                           fraction or exponent ("3.0"), so JSON readers give floats;
+//                           NaN and +-Infinity become the strings "NaN", "Infinity",
+//                           "-Infinity"
 //   numeric                 strings holding PostgreSQL's exact decimal text
 //   timestamptz             ISO 8601 strings in UTC with "+00:00", microseconds kept
 //                           ("2026-11-22T04:00:00+00:00"); "infinity"/"-infinity"
 //   timestamp / date        ISO 8601 strings without offset / "YYYY-MM-DD"
-//   json/jsonb              parsed JSON
+//   json/jsonb              parsed JSON (parsed by JavaScript: integers beyond 2^53 lose
+//                           precision there; select ->> text when that matters)
 //   everything else         PostgreSQL's text output (interval: "01:00:00", ...)
 // The session time zone is UTC (set before the first step).
 
@@ -39,10 +42,24 @@ class Int8 {
   }
 }
 
+// float4/float8 are written with a fraction or exponent ("0.0", "1e+21"), so that a
+// JSON reader such as Python's gives a float even for integral values.
+class Float {
+  constructor(value) {
+    this.value = value
+  }
+
+  toString() {
+    const text = JSON.stringify(this.value)
+    return /[.eE]/.test(text) ? text : text + '.0'
+  }
+}
+
 const asInt8 = (text) => new Int8(text)
 const asFloat = (text) => {
   const n = Number(text)
-  return Number.isFinite(n) ? n : text === 'NaN' ? 'NaN' : n > 0 ? 'Infinity' : '-Infinity'
+  if (Number.isFinite(n)) return new Float(n)
+  return text === 'NaN' ? 'NaN' : n > 0 ? 'Infinity' : '-Infinity'
 }
 // PostgreSQL's ISO output ("2026-11-22 04:00:00.5+00") -> "2026-11-22T04:00:00.5+00:00".
 const isoTimestamp = (text) => {
@@ -72,7 +89,7 @@ const parsers = {
 
 function toJSON(value) {
   if (value === null || value === undefined) return 'null'
-  if (value instanceof Int8) return value.text
+  if (value instanceof Int8 || value instanceof Float) return value.toString()
   if (typeof value === 'bigint') return value.toString()
   if (typeof value === 'number') return Number.isFinite(value) ? JSON.stringify(value) : 'null'
   if (typeof value === 'string' || typeof value === 'boolean') return JSON.stringify(value)
