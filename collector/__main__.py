@@ -1,0 +1,5 @@
+import sys
+
+from collector.main import main
+
+sys.exit(main())
