@@ -104,6 +104,14 @@ def _tier_columns(prefix: str) -> dict[str, sql.Identifier]:
             (("c", "count"), ("s", "sum"), ("mn", "min"), ("mx", "max"), ("l", "last"))}
 
 
+def _bucket(column: str, epoch: bool) -> sql.Composable:
+    """The step bucket of ``column``: a timestamptz, or Unix seconds when ``epoch``."""
+    expr = sql.SQL("date_bin(%(step)s, {}, %(origin)s)").format(sql.Identifier(column))
+    if epoch:
+        return sql.SQL("extract(epoch FROM {})::double precision").format(expr)
+    return expr
+
+
 def _rate(points: list[tuple[datetime, float]], step: timedelta) -> list[tuple[datetime, float]]:
     """Per-second increase between consecutive step buckets; a drop is a counter reset."""
     seconds = step.total_seconds()
@@ -119,7 +127,8 @@ def _run(conn, segments, step, agg, query_for, params) -> dict[object, list[tupl
     inner = "last" if agg == "rate" else agg
     for seg in segments:
         bound = {**params, "step": step, "origin": EPOCH, "start": seg.start, "end": seg.end}
-        for key, t, v in conn.execute(query_for(seg, inner), bound).fetchall():
+        # Binary results: thousands of timestamps and floats load several times faster.
+        for key, t, v in conn.execute(query_for(seg, inner), bound, binary=True).fetchall():
             if v is not None:
                 points.setdefault(key, []).append((t, float(v)))
     if agg == "rate":
@@ -145,8 +154,14 @@ def read_series(
     agg: str,
     retention: Retention,
     now: datetime | None = None,
+    *,
+    epoch: bool = False,
 ) -> ReadResult:
-    """Points of ``series_ids`` in [start, end), one per step bucket, keyed by series id."""
+    """Points of ``series_ids`` in [start, end), one per step bucket, keyed by series id.
+
+    With ``epoch`` the points' times are Unix seconds (floats) instead of datetimes,
+    computed by the database: what an API that answers in JSON wants, for less work.
+    """
     _check(agg, step, start, end)
     now = now or datetime.now(UTC)
     segments = plan(start, end, step, retention, now)
@@ -154,15 +169,15 @@ def read_series(
     def query_for(seg: Segment, inner: str) -> sql.Composable:
         if seg.tier == "raw":
             return sql.SQL(
-                "SELECT series_id, date_bin(%(step)s, time, %(origin)s) AS t, {agg} FROM samples "
+                "SELECT series_id, {t} AS t, {agg} FROM samples "
                 "WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s "
                 "GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(agg=_agg(inner, "raw", sql.Identifier("value"), "time"))
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value"), "time"))
         return sql.SQL(
-            "SELECT series_id, date_bin(%(step)s, bucket, %(origin)s) AS t, {agg} FROM {rel} "
+            "SELECT series_id, {t} AS t, {agg} FROM {rel} "
             "WHERE series_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s "
             "GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(agg=_agg(inner, seg.tier, _tier_columns(""), "bucket"),
+        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, _tier_columns(""), "bucket"),
                  rel=sql.Identifier("samples_" + seg.tier))
 
     points = _run(conn, segments, step, agg, query_for, {"ids": list(series_ids)})
@@ -179,8 +194,13 @@ def read_host_field(
     agg: str,
     retention: Retention,
     now: datetime | None = None,
+    *,
+    epoch: bool = False,
 ) -> ReadResult:
-    """Points of one headline ``field`` of host snapshots, keyed by host (None: all hosts)."""
+    """Points of one headline ``field`` of host snapshots, keyed by host (None: all hosts).
+
+    With ``epoch`` the points' times are Unix seconds (floats), as in :func:`read_series`.
+    """
     if field not in HOST_FIELDS:
         raise ReadError(f"unknown host field {field!r}: expected one of {', '.join(HOST_FIELDS)}")
     _check(agg, step, start, end)
@@ -196,13 +216,13 @@ def read_host_field(
                 "THEN (data #>> %(path)s)::double precision END"
             )
             return sql.SQL(
-                "SELECT host, date_bin(%(step)s, time, %(origin)s) AS t, {agg} FROM system_metrics "
+                "SELECT host, {t} AS t, {agg} FROM system_metrics "
                 "WHERE time >= %(start)s AND time < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(agg=_agg(inner, "raw", value, "time"), hosts=host_filter)
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value, "time"), hosts=host_filter)
         return sql.SQL(
-            "SELECT host, date_bin(%(step)s, bucket, %(origin)s) AS t, {agg} FROM {rel} "
+            "SELECT host, {t} AS t, {agg} FROM {rel} "
             "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(agg=_agg(inner, seg.tier, _tier_columns(field + "_"), "bucket"),
+        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, _tier_columns(field + "_"), "bucket"),
                  rel=sql.Identifier("system_metrics_" + seg.tier), hosts=host_filter)
 
     params = {"path": path, "hosts": list(hosts) if hosts is not None else None}

@@ -25,6 +25,9 @@ from pgpulse import schema
 from pgpulse.embedded import EmbeddedPostgres
 from pgpulse.settings import CoreSettings, load_core
 
+# Fixtures of the proxy's tests (make_app, client), usable by any test module.
+pytest_plugins = ["proxy_helpers"]
+
 _counter = itertools.count()
 
 

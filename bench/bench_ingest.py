@@ -1,0 +1,163 @@
+"""Ingest throughput through HTTP (gunicorn, concurrent clients, batches of 5,000)
+next to raw binary COPY into the same ``samples`` table, in the same run.
+
+    .venv/bin/python bench/bench_ingest.py [--clients 3] [--workers 3] [--batches 40] [--repeat 3]
+
+Prints a table and the ratio HTTP / raw COPY. Uses a scratch database on the local
+server (BENCH_PG_URL, default 127.0.0.1:5432; else embedded), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _db import bench_database, table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 5000
+SERIES = 100  # distinct series per batch: 100 series x 50 timestamps
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_bodies(client: int, batches: int) -> list[bytes]:
+    now = time.time()
+    bodies = []
+    per_series = BATCH // SERIES
+    for b in range(batches):
+        t0 = now - 3 * 86400 + (client * batches + b) * per_series  # distinct, inside the window
+        metrics = [
+            {"name": "bench_metric", "labels": {"host": f"h{s % 20}", "dev": f"d{s}"},
+             "value": float(s + i), "timestamp": t0 + i}
+            for s in range(SERIES) for i in range(per_series)
+        ]
+        bodies.append(orjson.dumps({"metrics": metrics}))
+    return bodies
+
+
+def client_run(args: tuple[int, int, int, multiprocessing.Barrier]) -> tuple[int, float, float]:
+    port, client, batches, barrier = args
+    bodies = make_bodies(client, batches)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    barrier.wait()
+    start = time.perf_counter()
+    sent = 0
+    for body in bodies:
+        conn.request("POST", "/api/ingest", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"ingest failed: {resp.status} {data[:300]!r}")
+        sent += BATCH
+    return sent, start, time.perf_counter()
+
+
+def wait_ready(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("proxy did not become ready")
+
+
+def http_ingest(url: str, clients: int, workers: int, threads: int, batches: int) -> tuple[int, float]:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PGPULSE_AUTH": "off", "PORT": str(port),
+           "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000"}
+    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", str(workers),
+                             "--threads", str(threads)], env=env, cwd=ROOT)
+    try:
+        wait_ready(port)
+        # Warm-up: create the series and fill each worker's cache.
+        for body in make_bodies(999, 4):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("POST", "/api/ingest", body, {"Content-Type": "application/json"})
+            assert c.getresponse().status == 200
+        with multiprocessing.Manager() as manager:
+            barrier = manager.Barrier(clients)
+            with multiprocessing.Pool(clients) as pool:
+                results = pool.map(client_run, [(port, i, batches, barrier) for i in range(clients)])
+        total = sum(r[0] for r in results)
+        elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+        return total, elapsed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def raw_copy(url: str, rows: int) -> tuple[int, float]:
+    """Binary COPY of ``rows`` prepared rows into samples, one connection."""
+    with psycopg.connect(url) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM series ORDER BY id LIMIT %s", (SERIES,))]
+    pg_now = int((time.time() - 946_684_800 - 2 * 86400) * 1e6)
+    pack = struct.Struct("!hiqiqid").pack
+    chunks = []
+    for start in range(0, rows, BATCH):
+        body = b"".join(pack(3, 8, pg_now + (start + i) * 1000, 8, ids[i % len(ids)], 8, float(i))
+                        for i in range(min(BATCH, rows - start)))
+        chunks.append(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0) + body + struct.pack("!h", -1))
+    with psycopg.connect(url) as conn:
+        t0 = time.perf_counter()
+        for chunk in chunks:  # one COPY per batch, committed, like the API does
+            with conn.cursor() as cur, cur.copy("COPY samples (time, series_id, value) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(chunk)
+            conn.commit()
+        return rows, time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=40, help="batches per client")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of (HTTP, raw COPY); the medians are compared")
+    args = parser.parse_args()
+    rows = []
+    http_rates, copy_rates = [], []
+    with bench_database("pgpulse_bench_ingest") as url:
+        for round_ in range(1, args.repeat + 1):
+            n_http, t_http = http_ingest(url, args.clients, args.workers, args.threads, args.batches)
+            n_copy, t_copy = raw_copy(url, n_http)
+            http_rates.append(n_http / t_http)
+            copy_rates.append(n_copy / t_copy)
+            rows.append((round_, f"HTTP /api/ingest ({args.clients} clients, {args.workers}x{args.threads} workers)",
+                         n_http, f"{t_http:.2f}", f"{n_http / t_http:,.0f}"))
+            rows.append((round_, "raw binary COPY (1 connection)", n_copy, f"{t_copy:.2f}",
+                         f"{n_copy / t_copy:,.0f}"))
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    print(table(rows, ("round", "path", "samples", "seconds", "samples/s")))
+    http_med, copy_med = statistics.median(http_rates), statistics.median(copy_rates)
+    print(f"median HTTP {http_med:,.0f}/s, median raw COPY {copy_med:,.0f}/s, "
+          f"ratio HTTP / raw COPY: {http_med / copy_med:.2f}   (rows stored: {stored})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""``pgpulse keys create|list|revoke``: API keys of the proxy.
+
+A key is printed once, when it is created; the database keeps only its hash and a
+short prefix to recognise it by.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pgpulse.db import connect
+from pgpulse.runtime import database
+from pgpulse.settings import load_core
+
+SCOPES = ("ingest", "query", "admin")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("keys", help="create, list and revoke API keys of the proxy")
+    verbs = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    c = verbs.add_parser("create", help="create a key and print it (once)")
+    c.add_argument("name", help="what the key is for (e.g. the client's name)")
+    c.add_argument("--scope", dest="scopes", action="append", choices=SCOPES, required=True,
+                   help="a scope of the key; repeat for several (admin may do everything)")
+    c.set_defaults(func=create)
+    ls = verbs.add_parser("list", help="list keys (never the keys themselves)")
+    ls.add_argument("--all", action="store_true", help="include revoked keys")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=list_)
+    r = verbs.add_parser("revoke", help="revoke a key by id or prefix")
+    r.add_argument("key", help="the key's id or displayed prefix (pgpk_xxxxxxxx)")
+    r.set_defaults(func=revoke)
+
+
+def create(args) -> int:
+    from proxy import auth
+
+    with database(load_core()) as url, connect(url) as conn:
+        try:
+            key, row = auth.create_key(conn, args.name, args.scopes)
+        except ValueError as exc:
+            print(f"pgpulse: {exc}", file=sys.stderr)
+            return 2
+        conn.commit()
+    print(f"created key {row['id']} ({row['prefix']}…) for {row['name']!r}, scopes {', '.join(row['scopes'])}",
+          file=sys.stderr)
+    print("the key is shown once; store it now:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def list_(args) -> int:
+    from proxy import auth
+
+    with database(load_core()) as url, connect(url) as conn:
+        rows = auth.list_keys(conn, include_revoked=args.all)
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+        return 0
+    print(f"{'id':>4}  {'prefix':<14} {'name':<20} {'scopes':<20} {'created':<20} {'last used':<20} revoked")
+    for r in rows:
+        def ts(v):
+            return v.strftime("%Y-%m-%d %H:%M:%S") if v else "-"
+        print(f"{r['id']:>4}  {r['prefix']:<14} {r['name'][:20]:<20} {','.join(r['scopes']):<20} "
+              f"{ts(r['created_at']):<20} {ts(r['last_used_at']):<20} {ts(r['revoked_at'])}")
+    return 0
+
+
+def revoke(args) -> int:
+    from proxy import auth
+
+    with database(load_core()) as url, connect(url) as conn:
+        n = auth.revoke_key(conn, args.key)
+        conn.commit()
+    if n == 0:
+        print(f"pgpulse: no active key with id or prefix {args.key!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {n} key(s); running proxies stop accepting it within PROXY_KEY_CACHE_SECONDS")
+    return 0

@@ -1,0 +1,187 @@
+"""``pgpulse proxy``: the proxy alone, served by gunicorn (gthread workers).
+
+Migrations are not run here (the stack runs them once, in their own job); /ready
+answers 503 until the schema is current.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from pgpulse.logs import setup_logging
+from pgpulse.runtime import database
+from pgpulse.settings import load_core
+
+log = logging.getLogger("pgpulse.proxy")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("proxy", help="run the HTTP API (ingest, query, export) under gunicorn")
+    p.add_argument("--bind", help="host:port (default PROXY_HOST:PORT)")
+    p.add_argument("--workers", type=int, help="worker processes (default PROXY_WORKERS)")
+    p.add_argument("--threads", type=int, help="threads per worker (default PROXY_THREADS)")
+    p.set_defaults(func=run)
+
+
+def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
+    return {
+        "bind": bind,
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        # Exports stream for long; a worker is only killed when it stops heartbeating.
+        "timeout": 120,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+    }
+
+
+def run(args) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from pgpulse import config
+    from proxy.settings import load_proxy
+
+    environ = config.read_environment()
+    core = load_core(environ)
+    settings = load_proxy(environ)
+    shipper = setup_logging("proxy", core.log_level, core.log_format, core.loki_url)
+    bind = args.bind or f"{settings.host}:{settings.port}"
+    workers = args.workers or settings.workers
+    threads = args.threads or settings.threads
+    metrics_dir = settings.metrics_dir
+    made_dir = None
+    if metrics_dir is None and workers > 1:
+        made_dir = tempfile.mkdtemp(prefix="pgpulse-metrics-")
+        metrics_dir = made_dir
+    if metrics_dir:
+        # Clean start: files of an earlier run would add stale counts.
+        path = Path(metrics_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    if not settings.auth:
+        log.warning("PGPULSE_AUTH=off: the API accepts requests without a key on %s", bind)
+    try:
+        with database(core) as url:
+            app_config = {**environ, "DATABASE_URL": url}
+            if metrics_dir:
+                app_config["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            hooks = _LogHooks(core.log_level, core.log_format, core.loki_url)
+            _serve(BaseApplication, app_config, metrics_dir,
+                   {**gunicorn_options(bind, workers, threads), **hooks.options()})
+    finally:
+        if made_dir:
+            shutil.rmtree(made_dir, ignore_errors=True)
+        if shipper is not None:
+            shipper.stop()
+    return 0
+
+
+def _serve(base, app_config: dict, metrics_dir: str | None, options: dict) -> None:
+    import os
+
+    if metrics_dir:
+        # prometheus_client picks its multiprocess storage from this variable when it
+        # is first imported, which happens in the workers, after the fork.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    class ProxyApplication(base):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            if metrics_dir:
+                self.cfg.set("child_exit", _child_exit)
+
+        def load(self):
+            from proxy import create_app
+
+            return create_app(app_config)
+
+    ProxyApplication().run()
+
+
+class _LogHooks:
+    """Gunicorn hooks that keep every line JSON (gunicorn's own too) and give each
+    worker its own Loki shipper: the shipper's thread does not survive the fork."""
+
+    def __init__(self, level: str, fmt: str, loki_url: str | None) -> None:
+        self.level, self.fmt, self.loki_url = level, fmt, loki_url
+        self.shipper = None
+
+    @staticmethod
+    def _adopt_gunicorn_loggers() -> None:
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logger = logging.getLogger(name)
+            logger.handlers = []
+            logger.propagate = True
+
+    def on_starting(self, server) -> None:
+        self._adopt_gunicorn_loggers()
+
+    def post_fork(self, server, worker) -> None:
+        self.shipper = setup_logging("proxy", self.level, self.fmt, self.loki_url)
+        self._adopt_gunicorn_loggers()
+
+    def worker_exit(self, server, worker) -> None:
+        if self.shipper is not None:
+            self.shipper.stop()
+
+    def options(self) -> dict:
+        return {"on_starting": self.on_starting, "post_fork": self.post_fork,
+                "worker_exit": self.worker_exit, "loglevel": self.level}
+
+
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class ProxyService:
+    """The proxy inside ``pgpulse up``: a threaded werkzeug server on 127.0.0.1."""
+
+    name = "proxy"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.server = None
+        self.app = None
+        self.thread = None
+
+    def start(self) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        from pgpulse import config
+        from proxy import create_app
+        from proxy.settings import load_proxy
+
+        environ = config.read_environment()
+        settings = load_proxy(environ)
+        self.app = create_app({**environ, "DATABASE_URL": self.url})
+        # Local use only: never listens beyond this machine, whatever PROXY_HOST says.
+        self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
+        self.thread.start()
+        log.info("proxy listening on http://127.0.0.1:%d", settings.port)
+        if not settings.auth:
+            log.warning("proxy running open (PGPULSE_AUTH=off) on 127.0.0.1:%d: no API key needed",
+                        settings.port)
+
+    def stop(self) -> None:
+        from proxy import close_app
+
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        if self.app is not None:
+            close_app(self.app)

@@ -1,0 +1,1 @@
+"""One blueprint module per API area; registered by proxy.app.BLUEPRINTS."""

@@ -1,0 +1,64 @@
+"""Reading request bodies: size caps (also after gzip), JSON parsing with orjson."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from flask import request
+
+from proxy.errors import ApiError, bad_request
+
+
+def too_large(limit: int, what: str = "request body") -> ApiError:
+    return ApiError(413, f"{what} larger than {limit} bytes", limit_bytes=limit)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress gzip (several members allowed), never producing more than ``limit`` bytes."""
+    out: list[bytes] = []
+    size = 0
+    while data:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            chunk = d.decompress(data, limit - size + 1)
+        except zlib.error as exc:
+            raise bad_request(f"body is not valid gzip: {exc}") from None
+        size += len(chunk)
+        if size > limit or d.unconsumed_tail:
+            raise too_large(limit, "decompressed request body")
+        out.append(chunk)
+        if not d.eof:
+            raise bad_request("body is not valid gzip: truncated stream")
+        data = d.unused_data
+    return b"".join(out)
+
+
+def raw_body(limit: int) -> bytes:
+    """The request body, decompressed when Content-Encoding says gzip; 413 past ``limit``."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise too_large(limit)
+    data = request.get_data(cache=False)
+    if len(data) > limit:
+        raise too_large(limit)
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding == "gzip":
+        return _gunzip(data, limit)
+    if encoding != "identity":
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none",
+                       supported=["gzip", "identity"])
+    return data
+
+
+def json_body(limit: int) -> tuple[Any, bytes]:
+    """(parsed JSON, raw bytes) of the request body."""
+    data = raw_body(limit)
+    if not data:
+        raise bad_request("empty body: expected a JSON object")
+    try:
+        return orjson.loads(data), data
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN, Infinity, numbers that overflow a double and invalid UTF-8.
+        raise bad_request(f"body is not valid JSON: {exc}", position=exc.pos) from None

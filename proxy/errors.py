@@ -1,0 +1,121 @@
+"""The one shape of every error the proxy answers: ``{"error": "...", ...details}``.
+
+Views raise :class:`ApiError` (or call :func:`error_response`); the handlers
+registered by :func:`register` turn everything else (unknown routes, wrong methods,
+oversized bodies, a database that is down, a bug) into the same shape, so no client
+ever has to parse an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import psycopg
+from flask import Flask, Response
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("proxy.errors")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response serialised with orjson (datetimes become RFC 3339)."""
+    data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+    return Response(data, status=status, mimetype="application/json", headers=headers)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> Response:
+    """The error body every endpoint uses: ``{"error": message, **details}``."""
+    return json_response({"error": message, **details}, status, headers)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and details; raise it anywhere in a request."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+        self.details = details
+
+    def response(self) -> Response:
+        return error_response(self.status, self.message, self.headers, **self.details)
+
+
+def bad_request(message: str, **details: Any) -> ApiError:
+    return ApiError(400, message, **details)
+
+
+class DatabaseUnavailable(ApiError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(503, "database unavailable", headers={"Retry-After": "5"}, reason=reason)
+
+
+_HTTP_MESSAGES = {
+    404: "not found",
+    405: "method not allowed",
+    413: "request body too large",
+}
+
+
+def _primary(exc: psycopg.Error) -> str:
+    diag = getattr(exc, "diag", None)
+    return (diag.message_primary if diag is not None else None) or type(exc).__name__
+
+
+def register(app: Flask) -> None:
+    """Install the handlers that give every error the JSON shape."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return exc.response()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = _HTTP_MESSAGES.get(status, (exc.name or "error").lower())
+        details: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        allowed = getattr(exc, "valid_methods", None)
+        if status == 405 and allowed:
+            details["allowed"] = sorted(allowed)
+            headers["Allow"] = ", ".join(sorted(allowed))
+        if status == 413:
+            details["limit_bytes"] = app.config.get("MAX_CONTENT_LENGTH")
+        return error_response(status, message, headers or None, **details)
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_timeout(exc: PoolTimeout) -> Response:
+        log.warning("no database connection available: %s", exc)
+        return DatabaseUnavailable("no connection available in time").response()
+
+    @app.errorhandler(psycopg.OperationalError)
+    def _db_down(exc: psycopg.OperationalError) -> Response:
+        # The message of an OperationalError may name host and database but never
+        # the password; still, clients get only the class of the fault.
+        log.warning("database error: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+        return DatabaseUnavailable(type(exc).__name__).response()
+
+    @app.errorhandler(psycopg.errors.InvalidRegularExpression)
+    def _bad_regex(exc: psycopg.Error) -> Response:
+        return error_response(400, f"invalid regular expression in a matcher: {_primary(exc)}",
+                              parameter="query")
+
+    @app.errorhandler(psycopg.errors.QueryCanceled)
+    def _cancelled(exc: psycopg.Error) -> Response:
+        return error_response(503, "query cancelled: it ran longer than the statement timeout",
+                              setting="PROXY_STATEMENT_TIMEOUT_MS")
+
+    @app.errorhandler(psycopg.DataError)
+    def _data_error(exc: psycopg.Error) -> Response:
+        # Input the checks let through but PostgreSQL refused; the transaction rolled back.
+        return error_response(400, f"invalid input: {_primary(exc)}")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # A bug: log it with its traceback, answer in the same JSON shape.
+        log.exception("unhandled error")
+        return error_response(500, "internal error")

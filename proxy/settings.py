@@ -1,0 +1,152 @@
+"""Settings of the proxy (the HTTP API): listening, auth, limits, database pool.
+
+Declared like every part's settings (see ``pgpulse.config``); documented in
+docs/proxy.md and docs/api.md, with defaults in .env.example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from pgpulse import config
+from pgpulse.config import SettingsError, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxySettings:
+    port: int = setting(
+        "PORT", 8085, "TCP port the proxy listens on.",
+        parse=config.as_int(1, 65535), accepts="integer 1..65535",
+    )
+    host: str = setting(
+        "PROXY_HOST", "0.0.0.0",
+        "Address `pgpulse proxy` binds to (the embedded proxy of `pgpulse up` always "
+        "binds 127.0.0.1).",
+        parse=config.as_str, accepts="an IP address or host name",
+    )
+    auth: bool = setting(
+        "PGPULSE_AUTH", True,
+        "Require an API key on the API (on), or run open (off: only for a proxy bound "
+        "to 127.0.0.1).",
+        parse=config.as_bool, accepts="on, off",
+    )
+    workers: int = setting(
+        "PROXY_WORKERS", 2, "Gunicorn worker processes of `pgpulse proxy`.",
+        parse=config.as_int(1, 64), accepts="integer 1..64",
+    )
+    threads: int = setting(
+        "PROXY_THREADS", 4,
+        "Threads per gunicorn worker (gthread): concurrent requests per worker, e.g. "
+        "long exports beside short queries.",
+        parse=config.as_int(1, 256), accepts="integer 1..256",
+    )
+    pool_size: int = setting(
+        "PROXY_DB_POOL_SIZE", 8,
+        "Most database connections one proxy process holds.",
+        parse=config.as_int(1, 1000), accepts="integer >= 1",
+    )
+    db_timeout_s: float = setting(
+        "PROXY_DB_TIMEOUT_SECONDS", 5.0,
+        "Seconds a request waits for a database connection before answering 503.",
+        parse=config.as_float(0, exclusive=True), accepts="number > 0",
+    )
+    statement_timeout_ms: int = setting(
+        "PROXY_STATEMENT_TIMEOUT_MS", 30000,
+        "Longest a query or discovery statement may run (exports are not limited); "
+        "0 means no limit.",
+        parse=config.as_int(0), accepts="integer >= 0",
+    )
+    max_body_bytes: int = setting(
+        "PROXY_MAX_BODY_BYTES", 16 * 1024 * 1024,
+        "Largest request body, before and after gzip decompression (413 beyond).",
+        parse=config.as_int(1024), accepts="integer >= 1024",
+    )
+    max_samples: int = setting(
+        "PROXY_MAX_SAMPLES_PER_REQUEST", 50_000,
+        "Most samples (or snapshots) one ingest request may carry.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_labels: int = setting(
+        "PROXY_MAX_LABELS", 30, "Most labels one sample may carry.",
+        parse=config.as_int(0, 1000), accepts="integer 0..1000",
+    )
+    max_label_value_len: int = setting(
+        "PROXY_MAX_LABEL_VALUE_LENGTH", 1024,
+        "Longest label value, in characters.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_past_s: int = setting(
+        "PROXY_MAX_SAMPLE_AGE_SECONDS", 7 * 86400,
+        "Oldest sample timestamp accepted, in seconds before now.",
+        parse=config.as_int(0), accepts="integer >= 0",
+    )
+    max_future_s: int = setting(
+        "PROXY_MAX_SAMPLE_FUTURE_SECONDS", 600,
+        "Furthest sample timestamp accepted, in seconds after now (clock skew).",
+        parse=config.as_int(0), accepts="integer >= 0",
+    )
+    max_series: int = setting(
+        "PROXY_MAX_SERIES", 10_000,
+        "Most series in the catalogue: an ingest batch that would create more gets 429.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_series_per_metric: int = setting(
+        "PROXY_MAX_SERIES_PER_METRIC", 2_000,
+        "Most series of one metric name: a batch that would create more gets 429.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_points: int = setting(
+        "PROXY_MAX_POINTS", 100_000,
+        "Most points one query answer may hold (series x steps); more is a 400.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_points_per_series: int = setting(
+        "PROXY_MAX_POINTS_PER_SERIES", 11_000,
+        "Most steps in one query range ((end - start) / step); more is a 400.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_range_days: int = setting(
+        "PROXY_MAX_RANGE_DAYS", 400,
+        "Longest time range of a query or export, in days.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_query_series: int = setting(
+        "PROXY_MAX_QUERY_SERIES", 10_000,
+        "Most series a selector may match in a query, export or discovery answer.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    export_itersize: int = setting(
+        "PROXY_EXPORT_ITERSIZE", 5_000,
+        "Rows an export fetches from its server-side cursor at a time.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    key_cache_s: float = setting(
+        "PROXY_KEY_CACHE_SECONDS", 10.0,
+        "Seconds a verified API key is trusted without asking the database again "
+        "(also how long a revoked key may still work in a running proxy).",
+        parse=config.as_float(0), accepts="number >= 0",
+    )
+    idempotency_ttl_s: int = setting(
+        "PROXY_IDEMPOTENCY_TTL_SECONDS", 86_400,
+        "How long an Idempotency-Key is remembered.",
+        parse=config.as_int(60), accepts="integer >= 60",
+    )
+    metrics_dir: str | None = setting(
+        "PROMETHEUS_MULTIPROC_DIR", None,
+        "Directory for prometheus_client multiprocess mode: with several gunicorn "
+        "workers, /metrics then adds up all workers (`pgpulse proxy` sets one up itself "
+        "under PGPULSE_DATA_DIR when this is empty and PROXY_WORKERS > 1).",
+        parse=config.as_optional_str, accepts="a directory path or empty",
+    )
+
+    def check(self) -> None:
+        if self.max_series_per_metric > self.max_series:
+            raise SettingsError(
+                "PROXY_MAX_SERIES_PER_METRIC must be <= PROXY_MAX_SERIES "
+                f"({self.max_series_per_metric} > {self.max_series})"
+            )
+
+
+def load_proxy(environ: Mapping[str, str] | None = None, **overrides) -> ProxySettings:
+    return config.load(ProxySettings, environ, **overrides)

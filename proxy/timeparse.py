@@ -1,0 +1,65 @@
+"""Times and durations as the API accepts them: RFC 3339 or Unix seconds; 10s/5m/1h/1d."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+from proxy.errors import bad_request
+
+PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z, where PostgreSQL's binary timestamps count from
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+# Unix seconds outside these bounds are certainly not meant (years 1970..2200).
+MIN_UNIX = 0.0
+MAX_UNIX = 7_258_118_400.0
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """An aware datetime for RFC 3339 text, or None when it is not RFC 3339."""
+    if len(text) > 40 or not _RFC3339.fullmatch(text):
+        return None
+    # fromisoformat takes at most 6 fractional digits: drop the nanoseconds.
+    frac = re.search(r"\.(\d+)", text)
+    if frac and len(frac.group(1)) > 6:
+        text = text[: frac.start(1) + 6] + text[frac.end(1):]
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return None
+
+
+def parse_time(raw: str, param: str) -> datetime:
+    """A query parameter that is RFC 3339 or Unix seconds -> aware UTC datetime."""
+    text = raw.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parsed = parse_rfc3339(text)
+        if parsed is None:
+            raise bad_request(f"{param}: expected RFC 3339 (2024-05-01T12:00:00Z) or Unix seconds",
+                              parameter=param, value=raw[:100]) from None
+        return parsed.astimezone(UTC)
+    if not math.isfinite(seconds) or not MIN_UNIX <= seconds <= MAX_UNIX:
+        raise bad_request(f"{param}: Unix seconds out of range", parameter=param, value=raw[:100])
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def parse_duration(raw: str, param: str) -> timedelta:
+    """``10s``, ``5m``, ``1h``, ``1d``, ``1w``, ``500ms`` or plain seconds -> timedelta (> 0)."""
+    match = _DURATION.fullmatch(raw.strip())
+    if not match:
+        raise bad_request(f"{param}: expected a duration like 10s, 5m, 1h, 1d or seconds",
+                          parameter=param, value=raw[:100])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0.001 <= seconds <= 366 * 86400:
+        raise bad_request(f"{param}: must be between 1ms and 366d", parameter=param, value=raw[:100])
+    return timedelta(seconds=seconds)
+
+
+def unix(t: datetime) -> float | int:
+    """Unix seconds of ``t``, as an int when whole (how query points carry time)."""
+    seconds = t.timestamp()
+    return int(seconds) if seconds == int(seconds) else seconds
