@@ -1,0 +1,360 @@
+"""The ETL's HTTP API: runs (/api/sync/...), rejects and replay, and /api/reading.
+
+* ``GET|POST /api/sync/reading``: run the ETL now (up to ETL_MAX_BATCHES batches,
+  or ``?max_batches=N``, 0: until the backlog is empty); 200 with the counts, 409
+  with the running run's id while another run goes, 503 when MongoDB is down or
+  the ETL is not configured (the failed run is recorded).
+* ``GET /api/sync/runs`` and ``/api/sync/runs/<id>``: the run record.
+* ``GET /api/sync/rejects``; ``POST /api/sync/rejects/replay`` (admin).
+* ``GET /api/reading``: loaded readings with filters and keyset pagination.
+
+The ETL settings are read on first use, not when the app is built: without
+MONGO_URI, or with a bad one, these endpoints answer 503 with the reason and the
+rest of the proxy is unaffected. Tests inject a MongoDB client factory through
+``create_app({"ETL_CLIENT_FACTORY": ...})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from pgpulse.config import SettingsError
+from proxy.auth import require_scope
+from proxy.body import json_body
+from proxy.errors import ApiError, bad_request, json_response
+from proxy.etl import readings, replay, runs
+from proxy.etl.settings import EtlSettings, load_etl
+from proxy.etl.source import MongoSource, SourceError
+from proxy.state import EXTENSION, state
+from proxy.timeparse import parse_time
+
+log = logging.getLogger("proxy.etl.api")
+bp = Blueprint("etl", __name__)
+
+EXTRA = "etl"
+MAX_BATCHES_PARAM = 10_000
+MAX_BODY = 1024 * 1024
+
+
+@dataclasses.dataclass
+class EtlContext:
+    """What one app keeps for the ETL: its settings (or why they are unusable) and
+    one MongoDB client, shared by the app's requests (pymongo clients are
+    thread-safe and pool their connections)."""
+
+    settings: EtlSettings | None
+    error: str | None
+    source: MongoSource | None
+
+
+def _context() -> EtlContext:
+    st = state()
+    ctx = st.extras.get(EXTRA)
+    if ctx is None:
+        with st.lock:
+            ctx = st.extras.get(EXTRA)
+            if ctx is None:
+                ctx = _make_context(st.environ, current_app.config.get("ETL_CLIENT_FACTORY"))
+                st.extras[EXTRA] = ctx
+    return ctx  # type: ignore[return-value]
+
+
+def _make_context(environ: Any, client_factory: Any) -> EtlContext:
+    try:
+        settings = load_etl(environ)
+    except SettingsError as exc:
+        return EtlContext(None, f"the ETL settings are not usable: {exc}", None)
+    if not settings.configured:
+        return EtlContext(settings, "the ETL is not configured: MONGO_URI is not set", None)
+    return EtlContext(settings, None, MongoSource(settings, client_factory))
+
+
+@bp.record_once
+def _check_settings(setup_state: Any) -> None:
+    # Say at start when the ETL cannot work; the app itself starts regardless.
+    proxy_state = setup_state.app.extensions.get(EXTENSION)
+    if proxy_state is None:
+        return
+    try:
+        load_etl(proxy_state.environ)
+    except SettingsError as exc:
+        log.error("the ETL is off, its settings are not usable: %s", exc)
+
+
+def _ready() -> tuple[EtlSettings, MongoSource]:
+    ctx = _context()
+    if ctx.error is not None or ctx.settings is None or ctx.source is None:
+        raise ApiError(503, ctx.error or "the ETL is not configured")
+    return ctx.settings, ctx.source
+
+
+def _int_param(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name}: expected an integer", parameter=name, value=raw[:100]) from None
+    if not low <= value <= high:
+        raise bad_request(f"{name}: must be between {low} and {high}", parameter=name, value=value)
+    return value
+
+
+def _uuid_param(name: str) -> str | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise bad_request(f"{name}: expected a run id (UUID)", parameter=name, value=raw[:100]) from None
+
+
+def _conflict(exc: runs.RunInProgress) -> ApiError:
+    return ApiError(409, "an ETL run is already going", running_run_id=exc.run_id)
+
+
+# -- runs ---------------------------------------------------------------------------
+
+
+@bp.route("/api/sync/reading", methods=["GET", "POST"])
+@require_scope("ingest")
+def sync_reading() -> Response:
+    max_batches = _int_param("max_batches", -1, 0, MAX_BATCHES_PARAM)
+    settings, source = _ready()
+    try:
+        result = runs.run(
+            state().database_url, settings, trigger="api", source=source,
+            max_batches=None if max_batches < 0 else max_batches,
+        )
+    except runs.RunInProgress as exc:
+        raise _conflict(exc) from None
+    except SourceError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "30"}, source="mongodb") from None
+    return json_response(result.as_dict())
+
+
+@bp.get("/api/sync/runs")
+@require_scope("query")
+def list_runs() -> Response:
+    limit = _int_param("limit", 50, 1, 1000)
+    status = request.args.get("status") or None
+    if status is not None and status not in ("running", "succeeded", "failed"):
+        raise bad_request("status: expected running, succeeded or failed", parameter="status")
+    with state().connection() as conn:
+        return json_response({"runs": runs.list_runs(conn, limit=limit, status=status)})
+
+
+@bp.get("/api/sync/runs/<run_id>")
+@require_scope("query")
+def get_run(run_id: str) -> Response:
+    try:
+        ident = str(uuid.UUID(run_id))
+    except ValueError:
+        raise ApiError(404, "no such run", run_id=run_id[:100]) from None
+    with state().connection() as conn:
+        row = runs.get_run(conn, ident)
+    if row is None:
+        raise ApiError(404, "no such run", run_id=ident)
+    return json_response(row)
+
+
+# -- rejects ------------------------------------------------------------------------
+
+
+@bp.get("/api/sync/rejects")
+@require_scope("query")
+def list_rejects() -> Response:
+    limit = _int_param("limit", 100, 1, 1000)
+    include_closed = (request.args.get("all") or "").lower() in ("1", "true", "yes", "on")
+    with state().connection() as conn:
+        rows = replay.list_rejects(conn, open_only=not include_closed, limit=limit)
+    return json_response({"rejects": rows})
+
+
+@bp.post("/api/sync/rejects/replay")
+@require_scope("admin")
+def replay_rejects() -> Response:
+    body, _ = json_body(MAX_BODY)
+    if not isinstance(body, dict):
+        raise bad_request('expected a JSON object: {"ids": [1, 2]} or {"all": true}')
+    unknown = sorted(set(body) - {"ids", "all"})
+    if unknown:
+        raise bad_request(f"unknown fields: {', '.join(unknown)}", fields=unknown)
+    all_open = body.get("all", False)
+    ids = body.get("ids")
+    if not isinstance(all_open, bool):
+        raise bad_request("all: expected true or false", field="all")
+    if ids is not None and (
+        not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+    ):
+        raise bad_request("ids: expected a list of reject ids (integers)", field="ids")
+    if all_open == bool(ids):
+        raise bad_request('name the rejects: {"ids": [1, 2]}, or {"all": true} (not both)')
+    if ids and len(ids) > replay.MAX_REPLAY:
+        raise bad_request(f"ids: at most {replay.MAX_REPLAY} per request", field="ids",
+                          limit=replay.MAX_REPLAY)
+    settings, source = _ready()
+    try:
+        result = replay.replay(state().database_url, settings, ids=ids, all_open=all_open, source=source)
+    except replay.ReplayError as exc:
+        raise bad_request(str(exc)) from None
+    except runs.RunInProgress as exc:
+        raise _conflict(exc) from None
+    except SourceError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "30"}, source="mongodb") from None
+    return json_response(result.as_dict())
+
+
+# -- readings -----------------------------------------------------------------------
+
+
+@bp.get("/api/reading")
+@require_scope("query")
+def list_readings() -> Response:
+    status = request.args.get("status") or "processed"
+    order = request.args.get("order") or "asc"
+    if status not in readings.STATUSES:
+        raise bad_request(f"status: expected one of {', '.join(readings.STATUSES)}", parameter="status")
+    if order not in readings.ORDERS:
+        raise bad_request("order: expected asc or desc", parameter="order")
+    start = parse_time(request.args["start"], "start") if request.args.get("start") else None
+    end = parse_time(request.args["end"], "end") if request.args.get("end") else None
+    if start and end and end <= start:
+        raise bad_request("end must be after start", parameter="end")
+    sources = tuple(s for s in request.args.getlist("source") if s)
+    if any("\x00" in s for s in sources):
+        raise bad_request("source: contains a NUL character", parameter="source")
+    cursor = request.args.get("cursor")
+    try:
+        after = readings.decode_cursor(cursor, status, order) if cursor else None
+    except readings.ReadingQueryError as exc:
+        raise bad_request(str(exc), parameter=exc.parameter) from None
+    query = readings.ReadingQuery(
+        status=status, start=start, end=end, sources=sources, run_id=_uuid_param("run_id"),
+        limit=_int_param("limit", 100, 1, readings.MAX_LIMIT), order=order, after=after,
+    )
+    with state().connection() as conn:
+        items, next_cursor = readings.fetch(conn, query)
+    return json_response({"readings": items, "next_cursor": next_cursor})
+
+
+# -- OpenAPI --------------------------------------------------------------------------
+
+_ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_AUTH = {
+    "400": {"$ref": "#/components/responses/BadRequest"},
+    "401": {"$ref": "#/components/responses/Unauthorized"},
+    "403": {"$ref": "#/components/responses/Forbidden"},
+}
+_RUN = {
+    "type": "object",
+    "properties": {
+        "run_id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": ["succeeded", "failed"]},
+        "trigger": {"type": "string"},
+        "claimed": {"type": "integer"}, "loaded": {"type": "integer"},
+        "rejected": {"type": "integer"}, "inserted": {"type": "integer"},
+        "updated": {"type": "integer"}, "unchanged": {"type": "integer"},
+        "samples": {"type": "integer"}, "batches": {"type": "integer"},
+        "more": {"type": "boolean", "description": "Stopped at the batch limit; documents may wait"},
+        "duration_s": {"type": "number"},
+        "error": {"type": ["string", "null"]},
+    },
+}
+_RUN_RESPONSES = {
+    "200": {"description": "The run finished: its counts",
+            "content": {"application/json": {"schema": _RUN}}},
+    **_AUTH,
+    "409": {"description": "Another run is going; running_run_id names it", **_ERR},
+    "503": {"description": "MongoDB unreachable or the ETL not configured (the run is recorded as failed)",
+            **_ERR},
+}
+_RUN_OP = {
+    "tags": ["sync"], "x-scope": "ingest",
+    "summary": "Run the MongoDB -> PostgreSQL ETL of readings now (scope ingest)",
+    "parameters": [{"name": "max_batches", "in": "query", "required": False,
+                    "description": "Batches to take (default ETL_MAX_BATCHES; 0: until the backlog is empty)",
+                    "schema": {"type": "integer", "minimum": 0}}],
+    "responses": _RUN_RESPONSES,
+}
+
+
+def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+OPENAPI: dict[str, Any] = {
+    "/api/sync/reading": {
+        "get": {**_RUN_OP, "operationId": "syncReadingGet"},
+        "post": {**_RUN_OP, "operationId": "syncReading"},
+    },
+    "/api/sync/runs": {"get": {
+        "tags": ["sync"], "operationId": "syncRuns", "x-scope": "query",
+        "summary": "Recorded ETL runs, newest first (scope query)",
+        "parameters": [_q("limit", "Most runs (1..1000, default 50)", {"type": "integer"}),
+                       _q("status", "running, succeeded or failed")],
+        "responses": {"200": {"description": "Runs", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"runs": {"type": "array", "items": {"type": "object"}}}}}}},
+            **_AUTH, "503": {"$ref": "#/components/responses/Unavailable"}},
+    }},
+    "/api/sync/runs/{run_id}": {"get": {
+        "tags": ["sync"], "operationId": "syncRun", "x-scope": "query",
+        "summary": "One recorded ETL run (scope query)",
+        "parameters": [{"name": "run_id", "in": "path", "required": True, "description": "Run id",
+                        "schema": {"type": "string", "format": "uuid"}}],
+        "responses": {"200": {"description": "The run", "content": {"application/json": {
+            "schema": {"type": "object"}}}},
+            **_AUTH, "404": {"description": "No such run", **_ERR},
+            "503": {"$ref": "#/components/responses/Unavailable"}},
+    }},
+    "/api/sync/rejects": {"get": {
+        "tags": ["sync"], "operationId": "syncRejects", "x-scope": "query",
+        "summary": "Rejected documents with their reasons, newest first (scope query)",
+        "parameters": [_q("all", "true: also rejects that went through since"),
+                       _q("limit", "Most rejects (1..1000, default 100)", {"type": "integer"})],
+        "responses": {"200": {"description": "Rejects", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"rejects": {"type": "array", "items": {"type": "object"}}}}}}},
+            **_AUTH, "503": {"$ref": "#/components/responses/Unavailable"}},
+    }},
+    "/api/sync/rejects/replay": {"post": {
+        "tags": ["sync"], "operationId": "syncReplay", "x-scope": "admin",
+        "summary": "Send rejects through the ETL again, after fixing the cause (scope admin)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {
+                "ids": {"type": "array", "items": {"type": "integer"}},
+                "all": {"type": "boolean"}}}}}},
+        "responses": {"200": {"description": "The replay run and each reject's outcome",
+                              "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                  "run": _RUN, "rejects": {"type": "array", "items": {"type": "object"}}}}}}},
+                      **_AUTH,
+                      "409": {"description": "Another run is going", **_ERR},
+                      "503": {"description": "MongoDB unreachable or the ETL not configured", **_ERR}},
+    }},
+    "/api/reading": {"get": {
+        "tags": ["readings"], "operationId": "readings", "x-scope": "query",
+        "summary": "Readings loaded from MongoDB (or open rejects), with keyset pagination (scope query)",
+        "parameters": [
+            _q("start", "RFC 3339 or Unix seconds, inclusive (reading time; rejects: time rejected)"),
+            _q("end", "RFC 3339 or Unix seconds, exclusive"),
+            _q("source", "Source identity (repeat for several)"),
+            _q("status", "processed (default) or rejected", {"type": "string", "enum": ["processed", "rejected"]}),
+            _q("run_id", "Only what this run loaded or rejected"),
+            _q("order", "asc (default) or desc by time", {"type": "string", "enum": ["asc", "desc"]}),
+            _q("limit", "Items per page (1..1000, default 100)", {"type": "integer"}),
+            _q("cursor", "next_cursor of the previous page"),
+        ],
+        "responses": {"200": {"description": "A page of readings", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {
+                "readings": {"type": "array", "items": {"type": "object"}},
+                "next_cursor": {"type": ["string", "null"]}}}}}},
+            **_AUTH, "503": {"$ref": "#/components/responses/Unavailable"}},
+    }},
+}
