@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The full stack (docker-compose.yml): `make up LOGS=alloy` ships logs with Alloy
+# instead of Promtail; `make backup BACKUP=dir`, `make restore BACKUP=dir FORCE=1`.
+COMPOSE ?= docker compose
+LOGS    ?= promtail
 
 .DEFAULT_GOAL := help
 
@@ -41,4 +45,34 @@ bench: $(STAMP) ## run the benchmarks in bench/
 clean: ## remove the virtualenv and caches (keeps var/ data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/pglite/node_modules
 
-.PHONY: help venv run migrate-local status pglite test bench clean
+# -- the full stack ---------------------------------------------------------------
+
+env-check:
+	@test -f .env || { echo "No .env file: copy .env.example to .env and set the secrets" \
+		"(POSTGRES_PASSWORD, DB_PASSWORD, GRAFANA_DB_PASSWORD, GF_SECURITY_ADMIN_PASSWORD," \
+		"MONGO_ROOT_PASSWORD), e.g. with: openssl rand -hex 24" >&2; exit 1; }
+
+up: env-check ## build and start the full stack in Docker Compose (needs .env)
+	$(COMPOSE) $(if $(filter alloy,$(LOGS)),--profile alloy) up -d --build $(if $(filter alloy,$(LOGS)),--scale promtail=0)
+	@echo "Grafana: http://localhost:$$(grep -E '^GRAFANA_PORT=' .env | cut -d= -f2 | grep . || echo 3000)" \
+		" proxy: http://localhost:$$(grep -E '^PROXY_PORT=' .env | cut -d= -f2 | grep . || echo 8085)"
+
+down: ## stop the stack (data stays in its named volumes)
+	$(COMPOSE) --profile alloy down
+
+ps: ## the stack's containers and their health
+	$(COMPOSE) ps
+
+logs: ## follow the stack's logs (S=proxy for one service)
+	$(COMPOSE) logs -f --tail=100 $(S)
+
+migrate: env-check ## run the migration job in the stack
+	$(COMPOSE) run --rm migrate
+
+backup: env-check ## back up the stack's database, Grafana and Loki into backups/<timestamp>/
+	COMPOSE="$(COMPOSE)" deploy/stack-backup.sh $(BACKUP)
+
+restore: env-check ## restore a backup into the stack (BACKUP=dir, default newest; FORCE=1 replaces data)
+	COMPOSE="$(COMPOSE)" deploy/stack-restore.sh $(BACKUP) $(if $(FORCE),--force)
+
+.PHONY: help venv run migrate-local status pglite test bench clean env-check up down ps logs migrate backup restore

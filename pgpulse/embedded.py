@@ -40,14 +40,14 @@ class EmbeddedPostgres:
             self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = self._server.get_uri("postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
+            # Several pgpulse processes may share this server (`up` and `status`):
+            # one of them at a time checks for the database and makes it.
+            conn.execute("SELECT pg_advisory_lock(hashtext('pgpulse_embedded_createdb'))")
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
             ).fetchone()
             if not exists:
-                try:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # another pgpulse process sharing this server made it first
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
         url = self._server.get_uri(self.database)
         log.info("embedded PostgreSQL running, data in %s", self.pgdata)
         return url

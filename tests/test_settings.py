@@ -90,7 +90,6 @@ def settings_classes() -> list[type]:
     """Every settings class of every part."""
     from collector.settings import CollectorSettings
     from proxy.etl.settings import EtlSettings
-
     from proxy.settings import ProxySettings
 
     return [CoreSettings, CollectorSettings, ProxySettings, EtlSettings]
@@ -105,10 +104,13 @@ def test_every_setting_is_in_env_example():
 
 
 def test_every_setting_is_documented():
+    from pgpulse.commands.config import markdown
+
     text = (ROOT / "docs" / "configuration.md").read_text()
     missing = [row["env"] for cls in settings_classes() for row in config.describe(cls)
                if f"`{row['env']}`" not in text]
     assert missing == []
+    assert text == markdown(), "docs/configuration.md is stale: run `make docs`"
 
 
 def test_every_setting_has_help_and_accepts():

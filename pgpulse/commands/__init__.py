@@ -1,6 +1,6 @@
 """The verbs of the ``pgpulse`` command; each module registers one or more."""
 
-from pgpulse.commands import migrate, status, tiers, up
+from pgpulse.commands import backup, collect, config, etl, keys, migrate, proxy, status, tiers, up
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, migrate, status, tiers]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, etl, keys]

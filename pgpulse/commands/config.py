@@ -15,9 +15,9 @@ def register(sub) -> None:
 def parts() -> list[tuple[str, type]]:
     """(title, settings class) of every part, in documentation order."""
     from collector.settings import CollectorSettings
+    from pgpulse.settings import CoreSettings
     from proxy.etl.settings import EtlSettings
     from proxy.settings import ProxySettings
-    from pgpulse.settings import CoreSettings
 
     return [("Core", CoreSettings), ("Collector", CollectorSettings), ("Proxy", ProxySettings),
             ("ETL (MongoDB readings)", EtlSettings)]

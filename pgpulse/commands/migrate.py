@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from pgpulse import schema
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
 
@@ -21,6 +20,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from pgpulse import schema  # Alembic and SQLAlchemy load only for this verb
+
     overrides = {"engine": args.engine} if args.engine else {}
     settings = load_core(**overrides)
     if args.sql:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pgpulse import engine as engine_mode
-from pgpulse import schema, tiers
+from pgpulse import tiers
 from pgpulse.db import connect
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
@@ -28,6 +28,8 @@ def _age(lag) -> str:
 
 
 def run(args) -> int:
+    from pgpulse import schema  # Alembic loads only for the verbs that need it
+
     settings = load_core()
     with database(settings) as url, connect(url) as conn:
         mode = engine_mode.recorded(conn)

@@ -9,8 +9,6 @@ import logging
 import signal
 import threading
 
-from pgpulse import scheduler as jobs
-from pgpulse import schema
 from pgpulse.logs import setup_logging
 from pgpulse.runtime import Service, database
 from pgpulse.settings import CoreSettings, load_core
@@ -29,6 +27,8 @@ class SchedulerService:
     name = "scheduler"
 
     def __init__(self, url: str, settings: CoreSettings, mode: str) -> None:
+        from pgpulse import scheduler as jobs
+
         self.scheduler = jobs.build(url, settings, mode)
 
     def start(self) -> None:
@@ -41,10 +41,24 @@ class SchedulerService:
 def build_services(url: str, settings: CoreSettings, mode: str, args) -> list[Service]:
     """The parts ``up`` runs, in start order."""
     services: list[Service] = [SchedulerService(url, settings, mode)]
+    from proxy.etl.schedule import add_job  # the ETL's scheduled run, when MONGO_URI is set
+
+    add_job(services[0].scheduler, url)
+    if not args.no_proxy:
+        from pgpulse.commands.proxy import ProxyService
+
+        services.append(ProxyService(url))
+    if not args.no_collector:
+        # Last in start order, so first to stop: it flushes while the rest is up.
+        from collector.service import CollectorService
+
+        services.append(CollectorService(url, settings))
     return services
 
 
 def run(args) -> int:
+    from pgpulse import schema  # heavy imports wait until `up` really runs
+
     settings = load_core()
     shipper = setup_logging("pgpulse", settings.log_level, settings.log_format, settings.loki_url)
     stop = threading.Event()

@@ -1,0 +1,680 @@
+"""Writes pgpulse's Grafana dashboards (grafana/dashboards/*.json) from this file.
+
+The JSON files are what Grafana loads (provisioned from grafana/dashboards); this
+script is where they are edited: change it, run ``python grafana/build_dashboards.py``
+and commit both. tests/test_dashboards.py checks the files are up to date and runs
+every panel's SQL against a database with data, in both engine modes.
+
+Tiers: host and application metrics are read from the raw tables, the 5-minute or
+the 1-hour tier, whichever suits the time range. The hidden-in-plain-sight ``tier``
+variable (shown at the top of a dashboard) is computed by SQL from the range's span
+and the retention recorded in ``pgpulse_meta``; every tiered panel is a UNION ALL of
+three branches, each guarded by ``'$tier' = '<tier>'``, a constant the planner folds,
+so only one branch runs.
+
+Macros are those of Grafana's PostgreSQL data source with ``timescaledb: false``
+(``$__timeGroup`` becomes ``floor(extract(epoch from col)/s)*s``), which works on
+both engines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+
+PG = {"type": "grafana-postgresql-datasource", "uid": "pgpulse-postgres"}
+LOKI = {"type": "loki", "uid": "pgpulse-loki"}
+
+# Headline snapshot numbers with their JSON paths (pgpulse.tiers.HOST_FIELDS; a test
+# checks the two agree).
+HOST_FIELDS = {
+    "cpu_percent": ("cpu", "percent"),
+    "cpu_iowait": ("cpu", "iowait"),
+    "load1": ("load", "load1"),
+    "load5": ("load", "load5"),
+    "load15": ("load", "load15"),
+    "mem_percent": ("memory", "percent"),
+    "swap_percent": ("swap", "percent"),
+    "rootfs_percent": ("filesystems", "/", "percent"),
+    "disk_read_bps": ("disk", "read_bytes_per_s"),
+    "disk_write_bps": ("disk", "write_bytes_per_s"),
+    "net_rx_bps": ("network", "rx_bytes_per_s"),
+    "net_tx_bps": ("network", "tx_bytes_per_s"),
+    "procs": ("processes", "count"),
+}
+
+# -- template variables ----------------------------------------------------------------
+
+TIER_SQL = """SELECT CASE
+  WHEN span <= INTERVAL '6 hours' AND $__timeFrom()::timestamptz >= now() - raw_keep THEN 'raw'
+  WHEN span <= INTERVAL '7 days' AND $__timeFrom()::timestamptz >= now() - keep_5m THEN '5m'
+  ELSE '1h'
+END AS tier
+FROM (SELECT $__timeTo()::timestamptz - $__timeFrom()::timestamptz AS span,
+             coalesce((SELECT value::interval FROM pgpulse_meta WHERE key = 'raw_retention'),
+                      INTERVAL '14 days') AS raw_keep,
+             coalesce((SELECT value::interval FROM pgpulse_meta WHERE key = 'retention_5m'),
+                      INTERVAL '90 days') AS keep_5m) AS r"""
+
+
+def query_var(name: str, sql: str, *, label: str | None = None, multi: bool = False,
+              include_all: bool = False, hide: int = 0, description: str = "") -> dict:
+    return {
+        "name": name,
+        "label": label or name,
+        "description": description,
+        "type": "query",
+        "datasource": PG,
+        "definition": sql,
+        "query": sql,
+        "refresh": 2,  # on time range change
+        "multi": multi,
+        "includeAll": include_all,
+        "hide": hide,
+        "sort": 1,
+        "regex": "",
+        "current": {},
+        "options": [],
+    }
+
+
+TIER_VAR = query_var(
+    "tier", TIER_SQL,
+    description="Which tier serves the panels: raw up to 6 h, 5-minute up to 7 days, "
+    "1-hour beyond, or the next coarser tier when the range starts before a tier's retention.",
+)
+
+
+def textbox_var(name: str, default: str, label: str, description: str) -> dict:
+    return {
+        "name": name, "label": label, "description": description, "type": "textbox",
+        "query": default, "current": {"text": default, "value": default},
+        "options": [{"selected": True, "text": default, "value": default}], "hide": 0,
+    }
+
+
+def loki_var(name: str, label_name: str, all_value: str) -> dict:
+    return {
+        "name": name, "label": name, "type": "query", "datasource": LOKI,
+        "definition": f"label_values({label_name})",
+        "query": {"qryType": 1, "label": label_name, "stream": "",
+                  "query": f"label_values({label_name})", "refId": "LokiVariableQueryEditor-VariableQuery"},
+        "refresh": 2, "multi": True, "includeAll": True, "allValue": all_value,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "hide": 0, "sort": 1, "regex": "", "options": [],
+    }
+
+
+# -- SQL building blocks -------------------------------------------------------------
+
+
+def raw_value(path: tuple[str, ...], column: str = "data") -> str:
+    """A snapshot number as float8; anything that is not a JSON number is NULL."""
+    p = "{" + ",".join(path) + "}"
+    return f"CASE WHEN jsonb_typeof({column} #> '{p}') = 'number' THEN ({column} #>> '{p}')::float8 END"
+
+
+def host_tiered(columns: list[tuple[str, str, str]], *, where: str = "host IN ($host)") -> str:
+    """Per-host time series of headline fields from the tier chosen by ``$tier``.
+
+    ``columns``: (alias, field, agg) with agg ``avg`` or ``max``.
+    """
+    def raw_expr(field: str, agg: str) -> str:
+        return f"{agg}({raw_value(HOST_FIELDS[field])})"
+
+    def tier_expr(field: str, agg: str) -> str:
+        if agg == "avg":
+            return f"sum({field}_sum) / nullif(sum({field}_count), 0)"
+        return f"{agg}({field}_{agg})"
+
+    raw_cols = ",\n       ".join(f'{raw_expr(f, a)} AS "{alias}"' for alias, f, a in columns)
+    tier_cols = ",\n       ".join(f'{tier_expr(f, a)} AS "{alias}"' for alias, f, a in columns)
+    branches = [
+        f"""SELECT $__timeGroupAlias(time, $__interval), host AS metric,
+       {raw_cols}
+FROM system_metrics
+WHERE '$tier' = 'raw' AND $__timeFilter(time) AND {where}
+GROUP BY 1, 2"""
+    ]
+    for tier in ("5m", "1h"):
+        branches.append(
+            f"""SELECT $__timeGroupAlias(bucket, $__interval), host AS metric,
+       {tier_cols}
+FROM system_metrics_{tier}
+WHERE '$tier' = '{tier}' AND $__timeFilter(bucket) AND {where}
+GROUP BY 1, 2"""
+        )
+    return "\nUNION ALL\n".join(branches) + "\nORDER BY 1, 2"
+
+
+LATEST_SNAPSHOTS = """SELECT DISTINCT ON (host) host, time, data
+      FROM system_metrics
+      WHERE host IN ($host) AND time <= $__timeTo()
+        AND time > $__timeTo()::timestamptz - INTERVAL '1 hour'
+      ORDER BY host, time DESC"""
+
+
+def samples_tiered(value_raw: str, value_tier: str, *, counters_only: bool = False) -> str:
+    """Per-series time series of the series selected by ``$metric`` and ``$labels``."""
+    kind = " AND s.type = 'counter'" if counters_only else ""
+    series = f"s.name = '$metric' AND s.labels @> '$labels'::jsonb{kind}"
+    branches = [
+        f"""SELECT $__timeGroupAlias(p.time, $__interval), s.labels::text AS metric, {value_raw} AS value
+FROM samples p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = 'raw' AND $__timeFilter(p.time) AND {series}
+GROUP BY 1, 2"""
+    ]
+    for tier in ("5m", "1h"):
+        branches.append(
+            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), s.labels::text AS metric, {value_tier} AS value
+FROM samples_{tier} p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = '{tier}' AND $__timeFilter(p.bucket) AND {series}
+GROUP BY 1, 2"""
+        )
+    return "\nUNION ALL\n".join(branches)
+
+
+# -- panels ---------------------------------------------------------------------------
+
+_ids = iter(range(1, 10_000))
+
+
+def reset_ids() -> None:
+    global _ids
+    _ids = iter(range(1, 10_000))
+
+
+def target(sql: str, fmt: str = "time_series", ref: str = "A") -> dict:
+    return {"refId": ref, "datasource": PG, "editorMode": "code", "format": fmt,
+            "rawQuery": True, "rawSql": sql}
+
+
+def grid(x: int, y: int, w: int, h: int) -> dict:
+    return {"x": x, "y": y, "w": w, "h": h}
+
+
+def timeseries(title: str, sql: str, pos: dict, *, unit: str = "short", description: str = "",
+               bars: bool = False, stack: bool = False, decimals: int | None = None,
+               max_value: float | None = None) -> dict:
+    defaults: dict = {
+        "unit": unit,
+        "custom": {
+            "drawStyle": "bars" if bars else "line",
+            "lineWidth": 1,
+            "fillOpacity": 60 if bars else 10,
+            "showPoints": "never",
+            "spanNulls": False,
+            "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+        },
+    }
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if max_value is not None:
+        defaults["max"] = max_value
+        defaults["min"] = 0
+    return {
+        "id": next(_ids), "type": "timeseries", "title": title, "description": description,
+        "datasource": PG, "gridPos": pos, "targets": [target(sql)],
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+    }
+
+
+def table(title: str, sql: str, pos: dict, *, description: str = "", units: dict | None = None) -> dict:
+    overrides = [
+        {"matcher": {"id": "byName", "options": name},
+         "properties": [{"id": "unit", "value": unit}]}
+        for name, unit in (units or {}).items()
+    ]
+    return {
+        "id": next(_ids), "type": "table", "title": title, "description": description,
+        "datasource": PG, "gridPos": pos, "targets": [target(sql, "table")],
+        "fieldConfig": {"defaults": {}, "overrides": overrides},
+        "options": {"showHeader": True, "cellHeight": "sm"},
+    }
+
+
+def stat(title: str, sql: str, pos: dict, *, unit: str = "short", description: str = "",
+         thresholds: list[tuple[float | None, str]] | None = None) -> dict:
+    steps = [{"color": color, "value": value} for value, color in (thresholds or [(None, "green")])]
+    return {
+        "id": next(_ids), "type": "stat", "title": title, "description": description,
+        "datasource": PG, "gridPos": pos, "targets": [target(sql, "table")],
+        "fieldConfig": {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
+                        "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "colorMode": "value", "graphMode": "none", "textMode": "auto"},
+    }
+
+
+def bargauge(title: str, sql: str, pos: dict, *, unit: str = "percent", description: str = "",
+             max_value: float = 100) -> dict:
+    return {
+        "id": next(_ids), "type": "bargauge", "title": title, "description": description,
+        "datasource": PG, "gridPos": pos, "targets": [target(sql, "table")],
+        "fieldConfig": {"defaults": {
+            "unit": unit, "min": 0, "max": max_value,
+            "thresholds": {"mode": "absolute", "steps": [
+                {"color": "green", "value": None}, {"color": "orange", "value": 80},
+                {"color": "red", "value": 90}]}}, "overrides": []},
+        "options": {"orientation": "horizontal", "displayMode": "gradient",
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True}},
+    }
+
+
+def row(title: str, y: int) -> dict:
+    return {"id": next(_ids), "type": "row", "title": title, "collapsed": False,
+            "gridPos": grid(0, y, 24, 1), "panels": []}
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict], *,
+              time_from: str = "now-6h", tags: tuple[str, ...] = ()) -> dict:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["pgpulse", *tags],
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "links": [{"type": "dashboards", "tags": ["pgpulse"], "asDropdown": True, "title": "pgpulse",
+                   "includeVars": False, "keepTime": True}],
+        "panels": panels,
+    }
+
+
+# -- Hosts ----------------------------------------------------------------------------
+
+
+def hosts() -> dict:
+    reset_ids()
+    host_var = query_var(
+        "host",
+        "SELECT DISTINCT host FROM system_metrics_1h\n"
+        "WHERE bucket > $__timeFrom()::timestamptz - INTERVAL '1 hour' AND bucket <= $__timeTo()\n"
+        "ORDER BY 1",
+        multi=True, include_all=True, description="Hosts that reported in the time range.",
+    )
+    overview = f"""SELECT s.host,
+       s.time AS "last snapshot",
+       extract(epoch FROM $__timeTo()::timestamptz - s.time) AS "age",
+       {raw_value(HOST_FIELDS['cpu_percent'], 's.data')} AS "cpu",
+       {raw_value(HOST_FIELDS['mem_percent'], 's.data')} AS "memory",
+       {raw_value(HOST_FIELDS['rootfs_percent'], 's.data')} AS "root fs",
+       {raw_value(HOST_FIELDS['load1'], 's.data')} AS "load 1m",
+       {raw_value(HOST_FIELDS['procs'], 's.data')} AS "processes"
+FROM ({LATEST_SNAPSHOTS}) AS s
+ORDER BY s.host"""
+    filesystems = f"""SELECT s.host, fs.key AS mountpoint,
+       {raw_value(('percent',), 'fs.value')} AS "used",
+       {raw_value(('used',), 'fs.value')} AS "used bytes",
+       {raw_value(('total',), 'fs.value')} AS "size"
+FROM ({LATEST_SNAPSHOTS}) AS s
+CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(s.data -> 'filesystems') = 'object'
+                                   THEN s.data -> 'filesystems' ELSE '{{}}'::jsonb END) AS fs
+ORDER BY 3 DESC NULLS LAST, 1, 2"""
+    latest_cpu = f"""SELECT s.host, {raw_value(HOST_FIELDS['cpu_percent'], 's.data')} AS cpu
+FROM ({LATEST_SNAPSHOTS}) AS s
+ORDER BY s.host"""
+    latest_mem = f"""SELECT s.host, {raw_value(HOST_FIELDS['mem_percent'], 's.data')} AS memory
+FROM ({LATEST_SNAPSHOTS}) AS s
+ORDER BY s.host"""
+    panels = [
+        table("Hosts: latest snapshot", overview, grid(0, 0, 14, 7),
+              description="The newest snapshot of each host in the hour before the end of the range.",
+              units={"age": "s", "cpu": "percent", "memory": "percent", "root fs": "percent"}),
+        bargauge("CPU busy now", latest_cpu, grid(14, 0, 5, 7)),
+        bargauge("Memory used now", latest_mem, grid(19, 0, 5, 7)),
+        row("CPU and load", 7),
+        timeseries("CPU busy", host_tiered([("cpu", "cpu_percent", "avg")]), grid(0, 8, 12, 8),
+                   unit="percent", max_value=100, description="Average CPU busy percentage per host."),
+        timeseries("CPU iowait", host_tiered([("iowait", "cpu_iowait", "avg")]), grid(12, 8, 12, 8),
+                   unit="percent", description="Average share of CPU time waiting for I/O."),
+        timeseries("Load average",
+                   host_tiered([("1m", "load1", "avg"), ("5m", "load5", "avg"), ("15m", "load15", "avg")]),
+                   grid(0, 16, 12, 8), decimals=2),
+        timeseries("Processes", host_tiered([("processes", "procs", "avg")]), grid(12, 16, 12, 8)),
+        row("Memory and filesystems", 24),
+        timeseries("Memory used", host_tiered([("memory", "mem_percent", "avg")]), grid(0, 25, 8, 8),
+                   unit="percent", max_value=100),
+        timeseries("Swap used", host_tiered([("swap", "swap_percent", "avg")]), grid(8, 25, 8, 8),
+                   unit="percent", max_value=100),
+        timeseries("Root filesystem used", host_tiered([("peak", "rootfs_percent", "max")]),
+                   grid(16, 25, 8, 8), unit="percent", max_value=100,
+                   description="Highest use of / per step."),
+        table("Filesystems (latest snapshot)", filesystems, grid(0, 33, 24, 7),
+              units={"used": "percent", "used bytes": "bytes", "size": "bytes"}),
+        row("Disk and network", 40),
+        timeseries("Disk throughput",
+                   host_tiered([("read", "disk_read_bps", "avg"), ("write", "disk_write_bps", "avg")]),
+                   grid(0, 41, 12, 8), unit="Bps"),
+        timeseries("Network throughput",
+                   host_tiered([("rx", "net_rx_bps", "avg"), ("tx", "net_tx_bps", "avg")]),
+                   grid(12, 41, 12, 8), unit="Bps"),
+    ]
+    return dashboard(
+        "pgpulse-hosts", "Hosts",
+        "Host metrics from the collector: raw snapshots for short ranges, 5-minute and 1-hour tiers for long ones.",
+        panels, [TIER_VAR, host_var], tags=("hosts",),
+    )
+
+
+# -- Application metrics ---------------------------------------------------------------
+
+
+def app_metrics() -> dict:
+    reset_ids()
+    metric_var = query_var("metric", "SELECT DISTINCT name FROM series ORDER BY 1",
+                           description="Metric name (the series catalogue).")
+    labels_var = textbox_var(
+        "labels", "{}", "labels (JSON)",
+        'Only series whose labels contain this JSON object, e.g. {"host": "web-1"}; {} for all.',
+    )
+    avg_sql = samples_tiered("avg(p.value)", "sum(p.sum) / nullif(sum(p.count), 0)")
+    max_sql = samples_tiered("max(p.value)", "max(p.max)")
+    # Counters: the last value of each step, the increase since the previous step over
+    # the seconds between them; a decrease is a counter reset and gives no point.
+    last_sql = samples_tiered("(array_agg(p.value ORDER BY p.time DESC))[1]",
+                              "(array_agg(p.last ORDER BY p.bucket DESC))[1]", counters_only=True)
+    rate_sql = f"""SELECT time, metric,
+       CASE WHEN value >= prev THEN (value - prev) / nullif(time - prev_time, 0) END AS value
+FROM (SELECT time, metric, value,
+             lag(value) OVER (PARTITION BY metric ORDER BY time) AS prev,
+             lag(time) OVER (PARTITION BY metric ORDER BY time) AS prev_time
+      FROM (
+{last_sql}
+      ) AS steps) AS d
+WHERE prev IS NOT NULL
+ORDER BY 1, 2"""
+    catalogue = """SELECT s.labels::text AS labels, s.type, s.created_at AS "created",
+       l.time AS "last sample", l.value AS "last value"
+FROM series s
+LEFT JOIN LATERAL (SELECT time, value FROM samples
+                   WHERE series_id = s.id AND time <= $__timeTo()
+                   ORDER BY time DESC LIMIT 1) AS l ON true
+WHERE s.name = '$metric' AND s.labels @> '$labels'::jsonb
+ORDER BY 1"""
+    panels = [
+        timeseries("$metric (average per step)", avg_sql + "\nORDER BY 1, 2", grid(0, 0, 24, 9),
+                   description="One line per series (its labels)."),
+        timeseries("$metric (maximum per step)", max_sql + "\nORDER BY 1, 2", grid(0, 9, 12, 8)),
+        timeseries("$metric rate per second (counters)", rate_sql, grid(12, 9, 12, 8),
+                   description="Increase per second of counter series; a reset gives a gap."),
+        table("Series of $metric", catalogue, grid(0, 17, 24, 8)),
+    ]
+    return dashboard(
+        "pgpulse-app-metrics", "Application metrics",
+        "Any metric from the ingest API, by name and labels, from the tier that suits the range.",
+        panels, [TIER_VAR, metric_var, labels_var], tags=("metrics",),
+    )
+
+
+# -- Readings and ETL ------------------------------------------------------------------
+
+
+def readings_etl() -> dict:
+    reset_ids()
+    source_var = query_var(
+        "source",
+        "SELECT DISTINCT coalesce(source_id, '(none)') FROM reading_analytics\n"
+        "WHERE $__timeFilter(reading_time)\nORDER BY 1",
+        multi=True, include_all=True, description="Reading sources in the time range.",
+    )
+    src = "coalesce(source_id, '(none)') IN ($source)"
+    panels = [
+        stat("Readings in range",
+             f"SELECT count(*) AS readings FROM reading_analytics WHERE $__timeFilter(reading_time) AND {src}",
+             grid(0, 0, 6, 4)),
+        stat("Newest sync", "SELECT max(synced_at) AS \"newest sync\" FROM reading_analytics",
+             grid(6, 0, 6, 4), unit="dateTimeFromNow"),
+        stat("ETL runs failed",
+             "SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM etl_runs WHERE $__timeFilter(started_at)",
+             grid(12, 0, 6, 4), thresholds=[(None, "green"), (1, "red")]),
+        stat("Open rejects",
+             "SELECT count(*) AS \"open rejects\" FROM etl_rejects WHERE replayed_at IS NULL",
+             grid(18, 0, 6, 4), thresholds=[(None, "green"), (1, "orange")]),
+        timeseries("Readings per step, by source",
+                   f"""SELECT $__timeGroupAlias(reading_time, $__interval), coalesce(source_id, '(none)') AS metric,
+       count(*) AS readings
+FROM reading_analytics
+WHERE $__timeFilter(reading_time) AND {src}
+GROUP BY 1, 2
+ORDER BY 1, 2""", grid(0, 4, 12, 8), bars=True, stack=True,
+                   description="By the reading's own time."),
+        timeseries("Rows loaded and rejected per step",
+                   """SELECT $__timeGroupAlias(started_at, $__interval),
+       sum(loaded) AS loaded, sum(rejected) AS rejected
+FROM etl_runs
+WHERE $__timeFilter(started_at)
+GROUP BY 1
+ORDER BY 1""", grid(12, 4, 12, 8), bars=True, description="By the start of the ETL run."),
+        timeseries("ETL runs per step, by status",
+                   """SELECT $__timeGroupAlias(started_at, $__interval), status AS metric, count(*) AS runs
+FROM etl_runs
+WHERE $__timeFilter(started_at)
+GROUP BY 1, 2
+ORDER BY 1, 2""", grid(0, 12, 12, 8), bars=True, stack=True),
+        bargauge("Rejects by reason",
+                 """SELECT reason, count(*) AS rejects
+FROM etl_rejects
+WHERE $__timeFilter(created_at)
+GROUP BY reason
+ORDER BY 2 DESC
+LIMIT 20""", grid(12, 12, 12, 8), unit="short", max_value=None),
+        table("ETL runs",
+              """SELECT started_at AS "started", finished_at AS "finished",
+       extract(epoch FROM finished_at - started_at) AS "duration",
+       status, trigger, claimed, loaded, rejected, error
+FROM etl_runs
+WHERE $__timeFilter(started_at)
+ORDER BY started_at DESC
+LIMIT 200""", grid(0, 20, 24, 8), units={"duration": "s"}),
+        table("Recent rejects",
+              """SELECT created_at AS "rejected", mongo_id, source_id AS source, reason, run_id,
+       replayed_at AS "replayed"
+FROM etl_rejects
+WHERE $__timeFilter(created_at)
+ORDER BY created_at DESC
+LIMIT 200""", grid(0, 28, 24, 8)),
+    ]
+    return dashboard(
+        "pgpulse-readings-etl", "Readings and ETL",
+        "MongoDB readings after the ETL, the ETL runs and what they rejected.",
+        panels, [source_var], time_from="now-24h", tags=("etl",),
+    )
+
+
+# -- pgpulse itself ---------------------------------------------------------------------
+
+
+def pgpulse_self() -> dict:
+    reset_ids()
+    ingest = """SELECT $__timeGroupAlias(time, $__interval), count(*) / ($__interval_ms / 1000.0) AS "samples/s"
+FROM samples
+WHERE '$tier' = 'raw' AND $__timeFilter(time)
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(bucket, $__interval), sum(count) / ($__interval_ms / 1000.0)
+FROM samples_5m
+WHERE '$tier' = '5m' AND $__timeFilter(bucket)
+GROUP BY 1
+UNION ALL
+SELECT $__timeGroupAlias(bucket, $__interval), sum(count) / ($__interval_ms / 1000.0)
+FROM samples_1h
+WHERE '$tier' = '1h' AND $__timeFilter(bucket)
+GROUP BY 1
+ORDER BY 1"""
+    snapshots = """SELECT $__timeGroupAlias(time, $__interval), host AS metric, count(*) AS snapshots
+FROM system_metrics
+WHERE '$tier' = 'raw' AND $__timeFilter(time)
+GROUP BY 1, 2
+UNION ALL
+SELECT $__timeGroupAlias(bucket, $__interval), host, sum(snapshots)
+FROM system_metrics_5m
+WHERE '$tier' = '5m' AND $__timeFilter(bucket)
+GROUP BY 1, 2
+UNION ALL
+SELECT $__timeGroupAlias(bucket, $__interval), host, sum(snapshots)
+FROM system_metrics_1h
+WHERE '$tier' = '1h' AND $__timeFilter(bucket)
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+    # Newest row of each relation, looking back a bounded window so partitions and
+    # chunks outside it are never read.
+    freshness = """SELECT relation, newest, extract(epoch FROM now() - newest) AS "lag"
+FROM (
+  SELECT 1 AS o, 'system_metrics' AS relation, (SELECT max(time) FROM system_metrics WHERE time > now() - INTERVAL '1 day') AS newest
+  UNION ALL SELECT 2, 'system_metrics_5m', (SELECT max(bucket) FROM system_metrics_5m WHERE bucket > now() - INTERVAL '1 day')
+  UNION ALL SELECT 3, 'system_metrics_1h', (SELECT max(bucket) FROM system_metrics_1h WHERE bucket > now() - INTERVAL '2 days')
+  UNION ALL SELECT 4, 'samples', (SELECT max(time) FROM samples WHERE time > now() - INTERVAL '1 day')
+  UNION ALL SELECT 5, 'samples_5m', (SELECT max(bucket) FROM samples_5m WHERE bucket > now() - INTERVAL '1 day')
+  UNION ALL SELECT 6, 'samples_1h', (SELECT max(bucket) FROM samples_1h WHERE bucket > now() - INTERVAL '2 days')
+  UNION ALL SELECT 7, 'reading_analytics', (SELECT max(synced_at) FROM reading_analytics)
+  UNION ALL SELECT 8, 'etl_runs', (SELECT max(started_at) FROM etl_runs)
+) AS t
+ORDER BY o"""
+    sizes = """SELECT c.relname AS relation,
+       pg_total_relation_size(c.oid)
+       + coalesce((SELECT sum(pg_total_relation_size(i.inhrelid)) FROM pg_inherits i
+                   WHERE i.inhparent = c.oid), 0) AS size
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY 2 DESC
+LIMIT 15"""
+    panels = [
+        stat("Series", "SELECT count(*) AS series FROM series", grid(0, 0, 4, 4),
+             description="Series in the catalogue (the cardinality the ingest limits count)."),
+        stat("Metric names", "SELECT count(DISTINCT name) AS names FROM series", grid(4, 0, 4, 4)),
+        stat("Hosts reporting",
+             "SELECT count(DISTINCT host) AS hosts FROM system_metrics\n"
+             "WHERE time > $__timeTo()::timestamptz - INTERVAL '5 minutes' AND time <= $__timeTo()",
+             grid(8, 0, 4, 4), description="Hosts with a snapshot in the 5 minutes before the end of the range."),
+        stat("ETL runs succeeded",
+             "SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded FROM etl_runs WHERE $__timeFilter(started_at)",
+             grid(12, 0, 4, 4)),
+        stat("ETL runs failed",
+             "SELECT count(*) FILTER (WHERE status = 'failed') AS failed FROM etl_runs WHERE $__timeFilter(started_at)",
+             grid(16, 0, 4, 4), thresholds=[(None, "green"), (1, "red")]),
+        stat("Database size", "SELECT pg_database_size(current_database()) AS size", grid(20, 0, 4, 4),
+             unit="bytes"),
+        timeseries("Samples ingested per second", ingest, grid(0, 4, 12, 8),
+                   description="Rows written to samples, from the tier that suits the range."),
+        timeseries("Snapshots per step, by host", snapshots, grid(12, 4, 12, 8), bars=True, stack=True),
+        table("Tier freshness", freshness, grid(0, 12, 12, 8), units={"lag": "s"},
+              description="Newest row of each relation (raw within a day, tiers within a day or two). "
+              "A 5m tier far behind its raw table means rollups or refresh policies are not running."),
+        bargauge("Largest relations", sizes, grid(12, 12, 12, 8), unit="bytes", max_value=None,
+                 description="Including partitions (portable) or chunks (timescale)."),
+        timeseries("New series per step",
+                   """SELECT $__timeGroupAlias(created_at, $__interval), count(*) AS "new series"
+FROM series
+WHERE $__timeFilter(created_at)
+GROUP BY 1
+ORDER BY 1""", grid(0, 20, 12, 8), bars=True),
+        table("Series per metric name (top 20)",
+              """SELECT name, count(*) AS series, count(*) FILTER (WHERE type = 'counter') AS counters,
+       max(created_at) AS "newest series"
+FROM series
+GROUP BY name
+ORDER BY 2 DESC, 1
+LIMIT 20""", grid(12, 20, 12, 8)),
+    ]
+    return dashboard(
+        "pgpulse-self", "pgpulse",
+        "pgpulse itself, as its database sees it: ingest, cardinality, tier freshness, ETL runs and sizes.",
+        panels, [TIER_VAR], time_from="now-24h", tags=("self",),
+    )
+
+
+# -- Logs -----------------------------------------------------------------------------
+
+
+def logs() -> dict:
+    reset_ids()
+    selector = '{service=~"$service", level=~"$level"}'
+    search = ' |~ "(?i)$search"'
+
+    def loki_ts(title: str, expr: str, pos: dict, legend: str) -> dict:
+        return {
+            "id": next(_ids), "type": "timeseries", "title": title, "datasource": LOKI, "gridPos": pos,
+            "targets": [{"refId": "A", "datasource": LOKI, "expr": expr, "legendFormat": legend,
+                         "queryType": "range", "editorMode": "code"}],
+            "fieldConfig": {"defaults": {"unit": "short", "custom": {
+                "drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal", "group": "A"}}},
+                "overrides": []},
+            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                        "tooltip": {"mode": "multi"}},
+        }
+
+    panels = [
+        loki_ts("Log lines by level",
+                f"sum by (level) (count_over_time({selector}{search} [$__interval]))",
+                grid(0, 0, 12, 8), "{{level}}"),
+        loki_ts("Log lines by service",
+                f"sum by (service) (count_over_time({selector}{search} [$__interval]))",
+                grid(12, 0, 12, 8), "{{service}}"),
+        {
+            "id": next(_ids), "type": "logs", "title": "Logs", "datasource": LOKI, "gridPos": grid(0, 8, 24, 18),
+            "targets": [{"refId": "A", "datasource": LOKI, "expr": selector + search,
+                         "queryType": "range", "editorMode": "code"}],
+            "options": {"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending",
+                        "enableLogDetails": True, "prettifyLogMessage": False, "dedupStrategy": "none"},
+        },
+    ]
+    variables = [
+        loki_var("service", "service", ".+"),
+        loki_var("level", "level", ".*"),
+        textbox_var("search", "", "search", "A regular expression the line must match (case-insensitive)."),
+    ]
+    return dashboard(
+        "pgpulse-logs", "Logs",
+        "Logs of every container of the stack (Promtail or Alloy) and pgpulse's own (pushed directly), by service and level.",
+        panels, variables, time_from="now-1h", tags=("logs",),
+    )
+
+
+BUILDERS = {
+    "hosts.json": hosts,
+    "app-metrics.json": app_metrics,
+    "readings-etl.json": readings_etl,
+    "pgpulse.json": pgpulse_self,
+    "logs.json": logs,
+}
+
+
+def render(build) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    OUT.mkdir(exist_ok=True)
+    for name, build in BUILDERS.items():
+        text = render(build)
+        path = OUT / name
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run python grafana/build_dashboards.py)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
