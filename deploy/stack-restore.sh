@@ -36,7 +36,7 @@ fi
 abs="$(cd "$dir" && pwd)"
 echo "==> restoring $dir"
 
-"${compose[@]}" stop proxy collector grafana loki promtail
+"${compose[@]}" stop proxy collector scheduler grafana loki promtail
 restart() { "${compose[@]}" up -d; }
 trap restart EXIT
 "${compose[@]}" up -d --wait db

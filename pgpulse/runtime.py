@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -26,6 +28,32 @@ def database(settings: CoreSettings) -> Iterator[str]:
         yield url
     finally:
         embedded.stop()
+
+
+def run_until_stopped(services: list[Service], ready: str) -> None:
+    """Start ``services`` in order, log ``ready``, wait for SIGTERM or Ctrl-C, then stop
+    them newest first (each flushes what it buffers). Services already started are
+    stopped even when a later one fails to start."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started: list[Service] = []
+    try:
+        for service in services:
+            service.start()
+            started.append(service)
+            log.info("%s started", service.name)
+        log.info(ready)
+        stop.wait()
+    finally:
+        for service in reversed(started):
+            service.stop()
+            log.info("%s stopped", service.name)
 
 
 class Service(Protocol):

@@ -34,6 +34,21 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+class SchedulerService:
+    """The scheduler as a part of ``pgpulse up`` / ``pgpulse scheduler``."""
+
+    name = "scheduler"
+
+    def __init__(self, url: str, settings: CoreSettings, mode: str) -> None:
+        self.scheduler = build(url, settings, mode)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=True)
+
+
 def build(url: str, settings: CoreSettings, mode: str) -> BackgroundScheduler:
     """A scheduler (not started) with the tier jobs for ``mode``; each runs once at start."""
     scheduler = BackgroundScheduler(

@@ -41,6 +41,12 @@ class ProxyState:
             yield conn
 
     def close(self) -> None:
+        """Release the pool and whatever other parts keep in ``extras`` (their
+        ``close()``, e.g. the ETL's MongoDB client)."""
+        for extra in self.extras.values():
+            close = getattr(extra, "close", None)
+            if callable(close):
+                close()
         self.pool.close()
 
 

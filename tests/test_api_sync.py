@@ -163,3 +163,31 @@ def test_routes_are_in_the_openapi_document(etl_app):
             "/api/sync/rejects/replay", "/api/reading"} <= set(paths)
     assert set(paths["/api/sync/reading"]) == {"get", "post"}
     assert "409" in paths["/api/sync/reading"]["post"]["responses"]
+
+
+def test_closing_the_app_closes_its_mongodb_client(db_url, readings, mongo):
+    """The app's MongoDB client is released with the app (gunicorn worker exit, tests)."""
+    from proxy import close_app, create_app
+
+    closed = []
+
+    class Recording:
+        def __init__(self, client):
+            self.client = client
+
+        def __getitem__(self, name):
+            return self.client[name]
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def close(self):
+            closed.append(True)
+
+    readings.insert_many([reading(i) for i in range(3)])
+    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "off", "TESTING": True,
+                      "MONGO_URI": "mongodb://mongo.invalid:27017",
+                      "ETL_CLIENT_FACTORY": lambda uri, **options: Recording(mongo)})
+    assert app.test_client().post("/api/sync/reading").status_code == 200
+    close_app(app)
+    assert closed == [True]

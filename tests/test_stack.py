@@ -30,6 +30,7 @@ from pgpulse import backup as backups
 from pgpulse.cli import build_parser
 from pgpulse.commands import collect, migrate
 from pgpulse.commands import proxy as proxy_command
+from pgpulse.commands import scheduler as scheduler_command
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -122,7 +123,7 @@ def test_images_are_pinned(resolved):
         image = service["image"]
         repo, _, tag = image.rpartition(":")
         assert repo and tag and tag != "latest", f"{name}: {image} is not pinned"
-        if name not in ("migrate", "proxy", "collector"):
+        if name not in ("migrate", "proxy", "collector", "scheduler"):
             assert re.match(r"v?\d+\.\d+", tag), f"{name}: {image} should name a version"
     assert resolved["services"]["db"]["image"].startswith("timescale/timescaledb:2.")
     assert resolved["services"]["db"]["image"].endswith("-pg16")
@@ -134,12 +135,13 @@ def test_servers_have_healthchecks_and_restart_policies(resolved):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
         assert services[name]["restart"] == "unless-stopped", name
     assert services["collector"]["restart"] == "unless-stopped"
+    assert services["scheduler"]["restart"] == "unless-stopped"
     assert services["migrate"]["restart"] == "no"
 
 
 def test_start_order_waits_for_health_and_migrations(resolved):
     services = resolved["services"]
-    for name in ("proxy", "collector", "grafana"):
+    for name in ("proxy", "collector", "scheduler", "grafana"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["proxy"]["depends_on"]["db"]["condition"] == "service_healthy"
@@ -184,7 +186,7 @@ def test_stack_settings(resolved):
     proxy_env = services["proxy"]["environment"]
     assert proxy_env["PGPULSE_AUTH"] == "on" and proxy_env["PORT"] == "8085"
     assert proxy_env["MONGO_URI"].startswith("mongodb://") and "@mongo:27017" in proxy_env["MONGO_URI"]
-    for name in ("migrate", "proxy", "collector"):
+    for name in ("migrate", "proxy", "collector", "scheduler"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and "@db:5432/" in env["DATABASE_URL"]
         assert ":" not in env["DATABASE_URL"].split("//", 1)[1].split("@", 1)[0], "password in the URL"
@@ -203,7 +205,7 @@ def test_alloy_and_tools_are_behind_profiles():
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
     assert raw["services"]["alloy"]["profiles"] == ["alloy"]
     assert raw["services"]["backup-tools"]["profiles"] == ["tools"]
-    for name in ("promtail", "db", "proxy", "collector", "migrate", "grafana", "loki", "mongo"):
+    for name in ("promtail", "db", "proxy", "collector", "scheduler", "migrate", "grafana", "loki", "mongo"):
         assert "profiles" not in raw["services"][name]
 
 
@@ -224,7 +226,8 @@ def test_grafana_gets_what_its_provisioning_reads(resolved):
 
 # -- the image and its commands ---------------------------------------------------------
 
-EXPECTED_COMMANDS = {"migrate": migrate.run, "proxy": proxy_command.run, "collector": collect.run}
+EXPECTED_COMMANDS = {"migrate": migrate.run, "proxy": proxy_command.run, "collector": collect.run,
+                     "scheduler": scheduler_command.run}
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -471,7 +474,7 @@ def test_stack_restore_stops_writers_then_restores_then_starts(fake_compose):
     (project / "backups" / "20260101T000000Z" / "manifest.json").write_text("{}")
     proc, calls = run("stack-restore.sh", "--force")  # the newest backup
     assert proc.returncode == 0, proc.stderr
-    stop = _index(calls, "stop proxy collector grafana loki promtail")
+    stop = _index(calls, "stop proxy collector scheduler grafana loki promtail")
     db = _index(calls, "migrate pgpulse restore /backup --force")
     volumes = _index(calls, "backup-tools")
     assert stop < db < volumes < len(calls) - 1

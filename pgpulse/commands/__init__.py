@@ -1,6 +1,18 @@
 """The verbs of the ``pgpulse`` command; each module registers one or more."""
 
-from pgpulse.commands import backup, collect, config, etl, keys, migrate, proxy, status, tiers, up
+from pgpulse.commands import (
+    backup,
+    collect,
+    config,
+    etl,
+    keys,
+    migrate,
+    proxy,
+    scheduler,
+    status,
+    tiers,
+    up,
+)
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, collect, migrate, status, tiers, config, backup, proxy, etl, keys]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys]

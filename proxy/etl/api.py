@@ -51,6 +51,11 @@ class EtlContext:
     error: str | None
     source: MongoSource | None
 
+    def close(self) -> None:
+        """Called when the app closes (ProxyState.close)."""
+        if self.source is not None:
+            self.source.close()
+
 
 def _context() -> EtlContext:
     st = state()

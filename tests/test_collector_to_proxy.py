@@ -1,0 +1,80 @@
+"""End to end: `pgpulse collect` with the http sink, pushing to a real proxy.
+
+The proxy runs in this process (werkzeug, as in `pgpulse up`) with auth on; the
+collector is a subprocess holding only an API key, no database credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from proxy_helpers import new_key
+from werkzeug.serving import make_server
+
+from proxy import close_app, create_app
+
+
+@pytest.fixture
+def proxy_url(db_url):
+    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+    close_app(app)
+
+
+def collector_env(tmp_path, proxy_url: str, key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PGPULSE_", "COLLECTOR_", "DATABASE_URL", "LOKI_URL"))}
+    env.update(COLLECTOR_SINK="http", COLLECTOR_HTTP_URL=proxy_url, COLLECTOR_API_KEY=key,
+               COLLECTOR_INTERVAL="0.2", COLLECTOR_HOSTNAME="pushed-host", COLLECTOR_TOP_N="0",
+               PGPULSE_DATA_DIR=str(tmp_path / "var"), LOG_FORMAT="text")
+    return env
+
+
+def rows(db_url: str) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "SELECT time, data->>'schema', data #> '{cpu,percent}' IS NOT NULL "
+            "FROM system_metrics WHERE host = 'pushed-host' ORDER BY time").fetchall()
+
+
+def test_snapshots_pushed_over_http_land_once(db_url, proxy_url, tmp_path):
+    key = new_key(db_url, "ingest")
+    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "collect"],
+                            env=collector_env(tmp_path, proxy_url, key), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(rows(db_url)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    landed = rows(db_url)
+    assert len(landed) >= 5, out
+    assert len({t for t, _, _ in landed}) == len(landed)  # no time twice
+    assert {(schema, has_cpu) for _, schema, has_cpu in landed} == {("1", True)}
+
+
+def test_a_key_without_ingest_scope_writes_nothing_and_says_why(db_url, proxy_url, tmp_path):
+    key = new_key(db_url, "query")
+    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "collect"],
+                            env=collector_env(tmp_path, proxy_url, key), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert rows(db_url) == []
+    assert "403" in out
