@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ import orjson
 from collector.settings import CollectorSettings, load_collector
 from pgpulse.config import SettingsError
 from pgpulse.logs import setup_logging
+from pgpulse.runtime import stop_on_signals
 from pgpulse.settings import CoreSettings, load_core
 
 log = logging.getLogger("collector.main")
@@ -35,14 +35,7 @@ def run(once: bool = False) -> int:
     if once:
         return print_once(settings)
     shipper = setup_logging("collector", core.log_level, core.log_format, core.loki_url)
-    stop = threading.Event()
-
-    def on_signal(signum, frame) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     try:
         if settings.sink == "postgres":
             # Imported here: the http sink needs no database driver.

@@ -23,29 +23,15 @@ import json
 import sys
 from pathlib import Path
 
+# Headline snapshot numbers with their JSON paths: the tier columns are named after them.
+from pgpulse.tiers import HOST_FIELDS
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 
 PG = {"type": "grafana-postgresql-datasource", "uid": "pgpulse-postgres"}
 LOKI = {"type": "loki", "uid": "pgpulse-loki"}
 
-# Headline snapshot numbers with their JSON paths (pgpulse.tiers.HOST_FIELDS; a test
-# checks the two agree).
-HOST_FIELDS = {
-    "cpu_percent": ("cpu", "percent"),
-    "cpu_iowait": ("cpu", "iowait"),
-    "load1": ("load", "load1"),
-    "load5": ("load", "load5"),
-    "load15": ("load", "load15"),
-    "mem_percent": ("memory", "percent"),
-    "swap_percent": ("swap", "percent"),
-    "rootfs_percent": ("filesystems", "/", "percent"),
-    "disk_read_bps": ("disk", "read_bytes_per_s"),
-    "disk_write_bps": ("disk", "write_bytes_per_s"),
-    "net_rx_bps": ("network", "rx_bytes_per_s"),
-    "net_tx_bps": ("network", "tx_bytes_per_s"),
-    "procs": ("processes", "count"),
-}
 
 # -- template variables ----------------------------------------------------------------
 

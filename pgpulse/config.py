@@ -206,6 +206,24 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: An
     return instance
 
 
+def load_mapping(cls: type[T], mapping: Mapping[str, Any], **overrides: Any) -> T:
+    """Build ``cls`` from a mapping whose values may be text (parsed like environment
+    variables) or already typed (taken as they are), as ``create_app(config)`` gets
+    them. ``<VAR>_FILE`` entries name secret files, as in the environment."""
+    text: dict[str, str] = {}
+    typed: dict[str, Any] = {}
+    for name, spec in specs(cls):
+        if spec.env in mapping:
+            value = mapping[spec.env]
+            if isinstance(value, str):
+                text[spec.env] = value
+            else:
+                typed[name] = value
+    text.update({k: v for k, v in mapping.items() if k.endswith("_FILE") and isinstance(v, str)})
+    typed.update(overrides)
+    return load(cls, text, **typed)
+
+
 def describe(cls: type) -> list[dict[str, str]]:
     """Rows of (variable, default, accepts, help) for docs and ``.env.example``."""
     rows = []

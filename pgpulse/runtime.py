@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol
 
-from pgpulse.embedded import EmbeddedPostgres
 from pgpulse.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -22,6 +21,8 @@ def database(settings: CoreSettings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
+    from pgpulse.embedded import EmbeddedPostgres  # psycopg and pgserver: only when needed
+
     embedded = EmbeddedPostgres(settings.data_dir)
     url = embedded.start()
     try:
@@ -30,10 +31,8 @@ def database(settings: CoreSettings) -> Iterator[str]:
         embedded.stop()
 
 
-def run_until_stopped(services: list[Service], ready: str) -> None:
-    """Start ``services`` in order, log ``ready``, wait for SIGTERM or Ctrl-C, then stop
-    them newest first (each flushes what it buffers). Services already started are
-    stopped even when a later one fails to start."""
+def stop_on_signals() -> threading.Event:
+    """An event set by the first SIGTERM or SIGINT (Ctrl-C) this process receives."""
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:
@@ -42,6 +41,14 @@ def run_until_stopped(services: list[Service], ready: str) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def run_until_stopped(services: list[Service], ready: str) -> None:
+    """Start ``services`` in order, log ``ready``, wait for SIGTERM or Ctrl-C, then stop
+    them newest first (each flushes what it buffers). Services already started are
+    stopped even when a later one fails to start."""
+    stop = stop_on_signals()
     started: list[Service] = []
     try:
         for service in services:

@@ -47,18 +47,7 @@ BLUEPRINTS: tuple[str, ...] = (
 
 def _load(cls: type, environ: Mapping[str, Any]) -> Any:
     """Settings of ``cls`` from a mapping whose values may be text or typed."""
-    text: dict[str, str] = {}
-    typed: dict[str, Any] = {}
-    for name, spec in settings_config.specs(cls):
-        if spec.env in environ:
-            value = environ[spec.env]
-            if isinstance(value, str):
-                text[spec.env] = value
-            else:
-                typed[name] = value
-    # Secrets may come from <VAR>_FILE.
-    text.update({k: v for k, v in environ.items() if k.endswith("_FILE") and isinstance(v, str)})
-    return settings_config.load(cls, text, **typed)
+    return settings_config.load_mapping(cls, environ)
 
 
 def _settings_keys() -> set[str]:

@@ -268,18 +268,7 @@ def load_etl(environ: Mapping[str, Any] | None = None, **overrides: Any) -> EtlS
     """
     if environ is None:
         return config.load(EtlSettings, None, **overrides)
-    text: dict[str, str] = {}
-    typed: dict[str, Any] = {}
-    for name, spec in config.specs(EtlSettings):
-        if spec.env in environ:
-            value = environ[spec.env]
-            if isinstance(value, str):
-                text[spec.env] = value
-            else:
-                typed[name] = value
-    text.update({k: v for k, v in environ.items() if k.endswith("_FILE") and isinstance(v, str)})
-    typed.update(overrides)
-    return config.load(EtlSettings, text, **typed)
+    return config.load_mapping(EtlSettings, environ, **overrides)
 
 
 # How a MongoClient is made: pymongo.MongoClient in production; tests pass
