@@ -22,6 +22,7 @@ import psycopg
 from bson import json_util
 from bson.codec_options import DatetimeConversion
 from bson.json_util import JSONOptions
+from psycopg import sql
 
 from pgpulse.db import connect
 from proxy.etl import runs
@@ -56,10 +57,12 @@ def list_rejects(
 ) -> list[dict[str, Any]]:
     """Rejects, newest first: open ones only unless ``open_only`` is False."""
     rows = conn.execute(
-        f"SELECT {', '.join(REJECT_COLUMNS)}, document FROM etl_rejects "  # noqa: S608 - fixed column list
-        "WHERE (NOT %(open)s OR replayed_at IS NULL) "
-        "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[])) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+        sql.SQL(
+            "SELECT {}, document FROM etl_rejects "
+            "WHERE (NOT %(open)s OR replayed_at IS NULL) "
+            "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[])) "
+            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+        ).format(sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))),
         {"open": open_only, "ids": list(ids) if ids is not None else None, "limit": limit},
     ).fetchall()
     return [_reject_row(r, with_document) for r in rows]

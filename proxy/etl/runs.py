@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgpulse.db import connect
 from proxy.etl import load
@@ -309,6 +310,7 @@ def _batches(
 
 RUN_COLUMNS = ("id", "status", "trigger", "started_at", "finished_at", "claimed", "loaded",
                "rejected", "error")
+_RUN_SELECT = sql.SQL(", ").join(map(sql.Identifier, RUN_COLUMNS))
 
 
 def _run_row(row: Sequence[Any]) -> dict[str, Any]:
@@ -322,9 +324,10 @@ def _run_row(row: Sequence[Any]) -> dict[str, Any]:
 def list_runs(conn: psycopg.Connection, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
     """The most recent runs, newest first."""
     rows = conn.execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM etl_runs "  # noqa: S608 - fixed column list
-        "WHERE %(status)s::text IS NULL OR status = %(status)s "
-        "ORDER BY started_at DESC, id LIMIT %(limit)s",
+        sql.SQL(
+            "SELECT {} FROM etl_runs WHERE %(status)s::text IS NULL OR status = %(status)s "
+            "ORDER BY started_at DESC, id LIMIT %(limit)s"
+        ).format(_RUN_SELECT),
         {"status": status, "limit": limit},
     ).fetchall()
     return [_run_row(r) for r in rows]
@@ -332,7 +335,7 @@ def list_runs(conn: psycopg.Connection, limit: int = 50, status: str | None = No
 
 def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(
-        f"SELECT {', '.join(RUN_COLUMNS)} FROM etl_runs WHERE id = %s",  # noqa: S608 - fixed column list
+        sql.SQL("SELECT {} FROM etl_runs WHERE id = %s").format(_RUN_SELECT),
         (run_id,),
     ).fetchone()
     return _run_row(row) if row else None
