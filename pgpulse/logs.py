@@ -122,9 +122,6 @@ class LokiShipper:
             def build_tags(self, record: logging.LogRecord) -> dict:
                 return {**self.tags, "level": record.levelname.lower()}
 
-            def build_payload(self, record: logging.LogRecord, line: str) -> dict:
-                return self.build_batch([record])
-
             def build_batch(self, records: list[logging.LogRecord]) -> dict:
                 """One push for many lines: a stream per label set, each line at the
                 time it was logged (not the time it was shipped)."""

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, pool
 from pgpulse import engine as engine_mode
 from pgpulse.db import connect, sqlalchemy_url
 from pgpulse.settings import CoreSettings
+from pgpulse.tiers import Retention
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,13 @@ def offline_sql(engine: str, revision: str = "head") -> str:
     return buffer.getvalue()
 
 
-def interval(days: int = 0, seconds: int = 0) -> timedelta:
-    return timedelta(days=days, seconds=seconds)
-
-
 def configure(conn: psycopg.Connection, settings: CoreSettings) -> None:
     """Store retention and windows from settings; in timescale mode, (re)make the policies."""
+    retention = Retention.from_settings(settings)
     conn.execute(
         "SELECT pgpulse_configure(%s, %s, %s, %s, %s)",
-        (
-            interval(settings.raw_retention_days),
-            interval(settings.retention_5m_days),
-            interval(settings.retention_1h_days),
-            settings.late_window,
-            interval(settings.compress_after_days),
-        ),
+        (retention.raw, retention.m5, retention.h1, settings.late_window,
+         timedelta(days=settings.compress_after_days)),
     )
 
 

@@ -45,11 +45,6 @@ BLUEPRINTS: tuple[str, ...] = (
 )
 
 
-def _load(cls: type, environ: Mapping[str, Any]) -> Any:
-    """Settings of ``cls`` from a mapping whose values may be text or typed."""
-    return settings_config.load_mapping(cls, environ)
-
-
 def _settings_keys() -> set[str]:
     return {spec.env for cls in (CoreSettings, ProxySettings) for _, spec in settings_config.specs(cls)}
 
@@ -57,8 +52,8 @@ def _settings_keys() -> set[str]:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the proxy app; opens its database pool (closed by ``close_app``)."""
     environ: Mapping[str, Any] = settings_config.read_environment() if config is None else dict(config)
-    core: CoreSettings = _load(CoreSettings, environ)
-    settings: ProxySettings = _load(ProxySettings, environ)
+    core: CoreSettings = settings_config.load_mapping(CoreSettings, environ)
+    settings: ProxySettings = settings_config.load_mapping(ProxySettings, environ)
     if not core.database_url:
         raise SettingsError("DATABASE_URL is required by the proxy")
 

@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
+from polling import wait_for
 
 from pgpulse.embedded import EmbeddedPostgres
 
@@ -27,16 +27,6 @@ def pgpulse_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def pgpulse(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pgpulse", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status(env, cwd) -> dict:

@@ -5,6 +5,7 @@ system_metrics exactly once."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import polling
 import psycopg
 import pytest
 from tcp_relay import TcpRelay
@@ -40,14 +42,8 @@ def via(relay: TcpRelay, db_url: str, user: str) -> str:
     return f"postgresql://{user}@127.0.0.1:{relay.port}/{dbname}"
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+# The agent ticks every few hundred ms here: look often.
+wait_for = functools.partial(polling.wait_for, interval=0.05)
 
 
 def stored(conn: psycopg.Connection, host: str) -> list[datetime]:

@@ -125,6 +125,10 @@ def _conflict(exc: runs.RunInProgress) -> ApiError:
     return ApiError(409, "an ETL run is already going", running_run_id=exc.run_id)
 
 
+def _unavailable(exc: SourceError) -> ApiError:
+    return ApiError(503, str(exc), headers={"Retry-After": "30"}, source="mongodb")
+
+
 # -- runs ---------------------------------------------------------------------------
 
 
@@ -141,7 +145,7 @@ def sync_reading() -> Response:
     except runs.RunInProgress as exc:
         raise _conflict(exc) from None
     except SourceError as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "30"}, source="mongodb") from None
+        raise _unavailable(exc) from None
     return json_response(result.as_dict())
 
 
@@ -213,7 +217,7 @@ def replay_rejects() -> Response:
     except runs.RunInProgress as exc:
         raise _conflict(exc) from None
     except SourceError as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "30"}, source="mongodb") from None
+        raise _unavailable(exc) from None
     return json_response(result.as_dict())
 
 
