@@ -16,7 +16,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY pgpulse ./pgpulse
 COPY collector ./collector
 COPY proxy ./proxy
-COPY migrations ./migrations
+COPY etl ./etl
 # Editable: the code stays in /app beside migrations/ and alembic.ini, where
 # pgpulse.schema looks for them.
 RUN python -m venv /opt/pgpulse \

@@ -42,10 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _db import bench_database, table  # noqa: E402
 
-from proxy.etl import load, runs  # noqa: E402
-from proxy.etl.settings import load_etl  # noqa: E402
-from proxy.etl.source import MongoSource  # noqa: E402
-from proxy.etl.transform import Transformer  # noqa: E402
+from etl import load, runs  # noqa: E402
+from etl.settings import load_etl  # noqa: E402
+from etl.source import MongoSource  # noqa: E402
+from etl.transform import Transformer  # noqa: E402
 
 TARGET = 20_000  # documents/s, transform + load
 RUN_A = "00000000-0000-4000-8000-00000000000a"
@@ -252,7 +252,7 @@ def transform_then_load(url: str, docs: list[dict]) -> tuple[float, float, list]
 
 def transform_and_load_overlapped(url: str, docs: list[dict]) -> float:
     """Both steps as a run does them: batch N+1 transformed by a worker thread while
-    batch N loads (proxy/etl/runs.py)."""
+    batch N loads (etl/runs.py)."""
     transformer = Transformer(SETTINGS)
     size = SETTINGS.batch_size
     chunks = [docs[i:i + size] for i in range(0, len(docs), size)]

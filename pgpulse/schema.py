@@ -20,14 +20,19 @@ from pgpulse.tiers import Retention
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS = ROOT / "migrations"
+# Shipped inside the package, so an installed wheel migrates as a checkout does.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(**attributes) -> Config:
-    """An Alembic config pointing at pgpulse's migrations, whatever the working directory."""
-    cfg = Config(str(ROOT / "alembic.ini"))
+    """An Alembic config pointing at pgpulse's migrations, whatever the working directory.
+
+    Built in code rather than from alembic.ini, which an installed package does not
+    have; the ini at the repository's root is only for running ``alembic`` by hand.
+    """
+    cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes.update(attributes)
     return cfg
 

@@ -40,7 +40,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.hosts",
     "proxy.api.discovery",
     "proxy.api.export",
-    "proxy.etl.api",
+    "proxy.api.sync",
     "proxy.api.openapi",
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from proxy.etl.settings import EtlSettings, load_etl
+from etl.settings import EtlSettings, load_etl
 
 MONGO_URI = "mongodb://mongo.test:27017"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -71,7 +71,7 @@ def statuses(collection) -> dict[str, int]:
 
 
 def new_key(db_url: str, *scopes: str) -> str:
-    from proxy.auth import create_key
+    from pgpulse.store.keys import create_key
 
     with psycopg.connect(db_url) as conn:
         key, _ = create_key(conn, "etl-test", scopes)

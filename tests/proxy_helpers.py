@@ -15,8 +15,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from pgpulse.store.keys import create_key
 from proxy import close_app, create_app
-from proxy.auth import create_key
 
 Factory = Callable[..., Flask]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from proxy_helpers import assert_error, new_key
 
-from proxy.auth import hash_key, list_keys, revoke_key
+from pgpulse.store.keys import hash_key, list_keys, revoke_key
 
 
 def test_missing_and_bad_keys_get_401(make_app):

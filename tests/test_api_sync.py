@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from etl_helpers import closed_port, count, error_of, new_key, reading, statuses
 
-from proxy.etl import runs
+from etl import runs
 
 pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory, etl_app
 

@@ -23,7 +23,7 @@ from bson.json_util import JSONMode, JSONOptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.etl import bsonjson
+from etl import bsonjson
 
 RELAXED = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True, tzinfo=UTC)
 READ_BACK = JSONOptions(tz_aware=True, tzinfo=UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO)

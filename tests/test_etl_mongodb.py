@@ -17,8 +17,8 @@ from bson import Decimal128, Int64
 from bson.binary import Binary
 from etl_helpers import Crash, count, crash_at, statuses
 
-from proxy.etl import runs
-from proxy.etl.settings import load_etl
+from etl import runs
+from etl.settings import load_etl
 
 MONGO_TEST_URI = os.environ.get("MONGO_TEST_URI")
 pytestmark = pytest.mark.skipif(not MONGO_TEST_URI, reason="MONGO_TEST_URI is not set: no real MongoDB to test against")

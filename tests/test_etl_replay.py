@@ -12,7 +12,7 @@ import time
 import pytest
 from etl_helpers import Crash, count, crash_at, etl_settings, reading, statuses
 
-from proxy.etl import replay, runs
+from etl import replay, runs
 
 pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory
 

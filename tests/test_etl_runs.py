@@ -23,8 +23,8 @@ from bson.errors import InvalidBSON
 from etl_helpers import Crash, closed_port, count, crash_at, etl_settings, reading, statuses
 from pymongo.errors import AutoReconnect
 
-from proxy.etl import runs
-from proxy.etl.source import SourceError, SourceUnavailable
+from etl import runs
+from etl.source import SourceError, SourceUnavailable
 
 pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory
 

@@ -15,8 +15,8 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from etl_helpers import MONGO_URI, closed_port, count, etl_settings, reading
 
+from etl import runs, schedule
 from pgpulse.commands import up
-from proxy.etl import runs, schedule
 
 pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory
 
@@ -29,7 +29,7 @@ def test_job_added_when_configured():
 
 
 def test_no_job_when_off_or_unconfigured_or_bad(caplog):
-    caplog.set_level(logging.INFO, logger="proxy.etl.schedule")
+    caplog.set_level(logging.INFO, logger="etl.schedule")
     for environ in ({}, {"MONGO_URI": MONGO_URI, "ETL_INTERVAL_MINUTES": "0"},
                     {"MONGO_URI": MONGO_URI, "ETL_BATCH_SIZE": "none"}):
         scheduler = BackgroundScheduler(timezone="UTC")
@@ -48,7 +48,7 @@ def test_up_registers_the_job(db_url, core_settings, monkeypatch, tmp_path):
 
 
 def test_job_runs_and_survives_what_stops_a_run(db_url, conn, readings, factory, caplog):
-    caplog.set_level(logging.INFO, logger="proxy.etl.schedule")
+    caplog.set_level(logging.INFO, logger="etl.schedule")
     readings.insert_many([reading(i) for i in range(3)])
     job = schedule.etl_job(db_url, etl_settings(), factory)
     result = job()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from bson import ObjectId
 
+from etl.settings import EtlSettings, load_etl
 from pgpulse import config
 from pgpulse.config import SettingsError
-from proxy.etl.settings import EtlSettings, load_etl
 
 
 def test_defaults():

@@ -16,8 +16,8 @@ from bson.binary import Binary
 from bson.datetime_ms import DatetimeMS
 from etl_helpers import etl_settings
 
-from proxy.etl.source import Unreadable
-from proxy.etl.transform import Rejected, Transformer, mongo_id_text
+from etl.source import Unreadable
+from etl.transform import Rejected, Transformer, mongo_id_text
 
 OID = ObjectId("6650a1b2c3d4e5f601234567")
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

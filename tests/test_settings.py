@@ -89,7 +89,7 @@ def test_cli_stops_with_one_line_naming_the_variable(tmp_path):
 def settings_classes() -> list[type]:
     """Every settings class of every part."""
     from collector.settings import CollectorSettings
-    from proxy.etl.settings import EtlSettings
+    from etl.settings import EtlSettings
     from proxy.settings import ProxySettings
 
     return [CoreSettings, CollectorSettings, ProxySettings, EtlSettings]

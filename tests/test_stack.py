@@ -274,7 +274,7 @@ def test_dockerignore_keeps_secrets_and_data_out():
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", "allow-list: only what the image needs"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "alembic.ini", "pgpulse", "collector", "proxy", "migrations"}
+    assert allowed == {"pyproject.toml", "README.md", "alembic.ini", "pgpulse", "collector", "etl", "proxy"}
     copied = " ".join(rest for word, rest in dockerfile_instructions() if word == "COPY" and "--from" not in rest)
     for name in allowed:
         assert name in copied
@@ -321,7 +321,7 @@ def test_initdb_script_refuses_missing_variables():
 
 def test_initdb_group_roles_match_the_migration():
     script = (ROOT / "deploy" / "initdb" / "10-pgpulse-roles.sh").read_text()
-    migration = (ROOT / "migrations" / "versions" / "0001_initial.py").read_text()
+    migration = (ROOT / "pgpulse" / "migrations" / "versions" / "0001_initial.py").read_text()
     for needle in ("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ",
                    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;"):
         assert needle in script and needle in migration

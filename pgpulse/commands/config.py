@@ -15,8 +15,8 @@ def register(sub) -> None:
 def parts() -> list[tuple[str, type]]:
     """(title, settings class) of every part, in documentation order."""
     from collector.settings import CollectorSettings
+    from etl.settings import EtlSettings
     from pgpulse.settings import CoreSettings
-    from proxy.etl.settings import EtlSettings
     from proxy.settings import ProxySettings
 
     return [("Core", CoreSettings), ("Collector", CollectorSettings), ("Proxy", ProxySettings),

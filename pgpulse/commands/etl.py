@@ -48,7 +48,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _etl_settings():
-    from proxy.etl.settings import load_etl
+    from etl.settings import load_etl
 
     settings = load_etl()
     if not settings.configured:
@@ -85,8 +85,8 @@ class ProgressLine:
 
 
 def run_command(args, client_factory=None) -> int:
-    from proxy.etl import runs
-    from proxy.etl.source import SourceError
+    from etl import runs
+    from etl.source import SourceError
 
     settings = _etl_settings()
     progress = None if args.quiet else ProgressLine()
@@ -110,7 +110,7 @@ def run_command(args, client_factory=None) -> int:
 
 
 def runs_command(args) -> int:
-    from proxy.etl import runs
+    from etl import runs
 
     with database(load_core()) as url, connect(url) as conn:
         rows = runs.list_runs(conn, limit=args.limit)
@@ -126,7 +126,7 @@ def runs_command(args) -> int:
 
 
 def rejects_command(args) -> int:
-    from proxy.etl import replay
+    from etl import replay
 
     with database(load_core()) as url, connect(url) as conn:
         rows = replay.list_rejects(conn, open_only=not args.all, limit=args.limit, with_document=args.json)
@@ -142,8 +142,8 @@ def rejects_command(args) -> int:
 
 
 def replay_command(args, client_factory=None) -> int:
-    from proxy.etl import replay, runs
-    from proxy.etl.source import SourceError
+    from etl import replay, runs
+    from etl.source import SourceError
 
     if not args.ids and not args.all:
         return _fail("name reject ids to replay, or --all", 2)

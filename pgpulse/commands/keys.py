@@ -12,8 +12,7 @@ import sys
 from pgpulse.db import connect
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
-
-SCOPES = ("ingest", "query", "admin")
+from pgpulse.store.keys import SCOPES
 
 
 def register(sub) -> None:
@@ -34,11 +33,11 @@ def register(sub) -> None:
 
 
 def create(args) -> int:
-    from proxy import auth
+    from pgpulse.store import keys
 
     with database(load_core()) as url, connect(url) as conn:
         try:
-            key, row = auth.create_key(conn, args.name, args.scopes)
+            key, row = keys.create_key(conn, args.name, args.scopes)
         except ValueError as exc:
             print(f"pgpulse: {exc}", file=sys.stderr)
             return 2
@@ -51,10 +50,10 @@ def create(args) -> int:
 
 
 def list_(args) -> int:
-    from proxy import auth
+    from pgpulse.store import keys
 
     with database(load_core()) as url, connect(url) as conn:
-        rows = auth.list_keys(conn, include_revoked=args.all)
+        rows = keys.list_keys(conn, include_revoked=args.all)
     if args.json:
         print(json.dumps(rows, default=str, indent=2))
         return 0
@@ -68,10 +67,10 @@ def list_(args) -> int:
 
 
 def revoke(args) -> int:
-    from proxy import auth
+    from pgpulse.store import keys
 
     with database(load_core()) as url, connect(url) as conn:
-        n = auth.revoke_key(conn, args.key)
+        n = keys.revoke_key(conn, args.key)
         conn.commit()
     if n == 0:
         print(f"pgpulse: no active key with id or prefix {args.key!r}", file=sys.stderr)

@@ -23,8 +23,8 @@ def register(sub) -> None:
 
 def scheduler_service(url: str, settings: CoreSettings, mode: str):
     """The scheduler with the tier jobs of ``mode`` and the ETL's scheduled run."""
+    from etl.schedule import add_job
     from pgpulse.scheduler import SchedulerService
-    from proxy.etl.schedule import add_job
 
     service = SchedulerService(url, settings, mode)
     add_job(service.scheduler, url)

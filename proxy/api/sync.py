@@ -23,17 +23,17 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from etl import readings, replay, runs
+from etl.settings import EtlSettings, load_etl
+from etl.source import MongoSource, SourceError
 from pgpulse.config import SettingsError
 from proxy.auth import require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
-from proxy.etl import readings, replay, runs
-from proxy.etl.settings import EtlSettings, load_etl
-from proxy.etl.source import MongoSource, SourceError
 from proxy.state import EXTENSION, state
 from proxy.timeparse import parse_time
 
-log = logging.getLogger("proxy.etl.api")
+log = logging.getLogger("proxy.api.sync")
 bp = Blueprint("etl", __name__)
 
 EXTRA = "etl"

@@ -34,13 +34,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl import load
+from etl.settings import ClientFactory, EtlSettings
+from etl.source import MongoSource, SourceError, scrub
+from etl.transform import Transformer
 from pgpulse.db import connect
-from proxy.etl import load
-from proxy.etl.settings import ClientFactory, EtlSettings
-from proxy.etl.source import MongoSource, SourceError, scrub
-from proxy.etl.transform import Transformer
 
-log = logging.getLogger("proxy.etl.runs")
+log = logging.getLogger("etl.runs")
 
 LOCK_NAME = "pgpulse_etl"  # the advisory lock key is hashtext() of this
 TRIGGERS = ("api", "schedule", "cli", "replay")

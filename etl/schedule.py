@@ -15,12 +15,12 @@ from typing import Any
 
 import psycopg
 
+from etl import runs
+from etl.settings import ClientFactory, EtlSettings, load_etl
+from etl.source import MongoSource, SourceError
 from pgpulse.config import SettingsError
-from proxy.etl import runs
-from proxy.etl.settings import ClientFactory, EtlSettings, load_etl
-from proxy.etl.source import MongoSource, SourceError
 
-log = logging.getLogger("proxy.etl.schedule")
+log = logging.getLogger("etl.schedule")
 JOB_ID = "etl"
 
 

@@ -24,10 +24,10 @@ from bson.codec_options import DatetimeConversion
 from bson.json_util import JSONOptions
 from psycopg import sql
 
+from etl import runs
+from etl.settings import ClientFactory, EtlSettings
+from etl.source import MongoSource
 from pgpulse.db import connect
-from proxy.etl import runs
-from proxy.etl.settings import ClientFactory, EtlSettings
-from proxy.etl.source import MongoSource
 
 MAX_REPLAY = 10_000  # rejects per replay call; call again for more
 _JSON_OPTIONS = JSONOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)

@@ -32,9 +32,9 @@ import pymongo
 from bson.errors import InvalidBSON
 from pymongo import errors as mongo_errors
 
-from proxy.etl.settings import ClientFactory, EtlSettings
+from etl.settings import ClientFactory, EtlSettings
 
-log = logging.getLogger("proxy.etl.source")
+log = logging.getLogger("etl.source")
 
 INGESTED, PROCESSING, PROCESSED, REJECTED = "ingested", "processing", "processed", "rejected"
 STATES = (INGESTED, PROCESSING, PROCESSED, REJECTED)

@@ -9,7 +9,7 @@
   wrong time is worse than none.
 * ``source_id``: the first of ETL_SOURCE_FIELDS that is set to non-empty text, an
   integer, an ObjectId or a UUID (as text); none: NULL. Other types reject.
-* ``payload``: the whole document as JSON (see :mod:`proxy.etl.bsonjson`), without
+* ``payload``: the whole document as JSON (see :mod:`etl.bsonjson`), without
   the fields the ETL owns (``status``, ``pgpulse_etl``).
 * samples (ETL_SERIES): each mapped field that holds a finite number gives one
   sample of its metric at the reading time, labelled with the source and the
@@ -34,9 +34,9 @@ from bson import Decimal128, Int64, ObjectId
 from bson.binary import Binary
 from bson.datetime_ms import DatetimeMS
 
-from proxy.etl import bsonjson
-from proxy.etl.settings import OWNED_FIELDS, SOURCE_LABEL, EtlSettings
-from proxy.etl.source import Unreadable
+from etl import bsonjson
+from etl.settings import OWNED_FIELDS, SOURCE_LABEL, EtlSettings
+from etl.source import Unreadable
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLIS_THRESHOLD = 1e11  # 1e11 s is the year 5138; 1e11 ms is 1973

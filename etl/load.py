@@ -21,7 +21,7 @@ import dataclasses
 import psycopg
 from psycopg import sql
 
-from proxy.etl.transform import Batch
+from etl.transform import Batch
 
 
 @dataclasses.dataclass

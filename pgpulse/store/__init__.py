@@ -1,0 +1,12 @@
+"""The store: every write to pgpulse's tables, and the reads that are not tier-aware.
+
+One module per table family, each the only writer of its tables:
+
+* :mod:`pgpulse.store.errors`      the domain errors every writer raises
+* :mod:`pgpulse.store.keys`        ``api_keys``: make, list, revoke and verify API keys
+
+Callers (the collector's postgres sink, the proxy's views, the ETL, the CLI) pass
+in a connection and own the transaction; the store never commits. Errors are
+domain errors (:mod:`pgpulse.store.errors`), never HTTP ones: the proxy maps them
+to statuses, the ETL to rejects.
+"""
