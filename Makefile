@@ -42,6 +42,18 @@ test: $(STAMP) pglite ## run the test suite against a real PostgreSQL
 bench: $(STAMP) ## run the benchmarks in bench/
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The rendered schema of each engine (the SQL of every migration, as `pgpulse migrate
+# --sql` prints it), committed so a review sees what a migration does to the schema;
+# tests/test_schema_rendered.py fails until it is regenerated after a migration change.
+SCHEMA_DIR := pgpulse/migrations/schema
+
+schema: $(STAMP) ## regenerate the rendered schema files in pgpulse/migrations/schema/
+	@for engine in portable timescale; do \
+		$(BIN)/pgpulse migrate --sql --engine $$engine > $(SCHEMA_DIR)/$$engine.sql.tmp \
+		&& mv $(SCHEMA_DIR)/$$engine.sql.tmp $(SCHEMA_DIR)/$$engine.sql \
+		&& echo "wrote $(SCHEMA_DIR)/$$engine.sql" || { rm -f $(SCHEMA_DIR)/$$engine.sql.tmp; exit 1; }; \
+	done
+
 clean: ## remove the virtualenv and caches (keeps var/ data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/pglite/node_modules
 
@@ -75,4 +87,4 @@ backup: env-check ## back up the stack's database, Grafana and Loki into backups
 restore: env-check ## restore a backup into the stack (BACKUP=dir, default newest; FORCE=1 replaces data)
 	COMPOSE="$(COMPOSE)" deploy/stack-restore.sh $(BACKUP) $(if $(FORCE),--force)
 
-.PHONY: help venv run migrate-local status pglite test bench clean env-check up down ps logs migrate backup restore
+.PHONY: help venv run migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore
