@@ -75,6 +75,37 @@ def host_value(path: str) -> str:
     )
 
 
+def host_store_columns() -> str:
+    """The tier columns of every headline field: f_count, f_sum, f_min, f_max, f_last."""
+    return ", ".join(
+        f"{c}_{agg}" for c, _ in HOST_FIELDS for agg in ("count", "sum", "min", "max", "last")
+    )
+
+
+def host_5m_aggregates(last: str) -> str:
+    """The five aggregates of every headline field over raw snapshots, one line a field.
+
+    ``last`` is the engine's "value at the newest time" with ``{}`` for the value.
+    """
+    lines = []
+    for c, path in HOST_FIELDS:
+        v = host_value(path)
+        lines.append(
+            f"count({v}) AS {c}_count, sum({v}) AS {c}_sum, min({v}) AS {c}_min, "
+            f"max({v}) AS {c}_max, {last.format(v)} AS {c}_last"
+        )
+    return ",\n".join(lines)
+
+
+def host_1h_aggregates(last: str) -> str:
+    """The five aggregates of every headline field over 5m buckets, one line a field."""
+    return ",\n".join(
+        f"sum({c}_count)::bigint AS {c}_count, sum({c}_sum) AS {c}_sum, min({c}_min) AS {c}_min, "
+        f"max({c}_max) AS {c}_max, {last.format(c + '_last')} AS {c}_last"
+        for c, _ in HOST_FIELDS
+    )
+
+
 # -- shared by both modes ----------------------------------------------------------
 
 
@@ -275,12 +306,7 @@ def timescale_upgrade() -> None:
         WITH NO DATA
         """
     )
-    cols_5m = ",\n".join(
-        f"count({host_value(p)}) AS {c}_count, sum({host_value(p)}) AS {c}_sum, "
-        f"min({host_value(p)}) AS {c}_min, max({host_value(p)}) AS {c}_max, "
-        f"last({host_value(p)}, time) AS {c}_last"
-        for c, p in HOST_FIELDS
-    )
+    cols_5m = host_5m_aggregates("last({}, time)")
     op.execute(
         f"""
         CREATE MATERIALIZED VIEW system_metrics_5m
@@ -292,11 +318,7 @@ def timescale_upgrade() -> None:
         WITH NO DATA
         """
     )
-    cols_1h = ",\n".join(
-        f"sum({c}_count)::bigint AS {c}_count, sum({c}_sum) AS {c}_sum, min({c}_min) AS {c}_min, "
-        f"max({c}_max) AS {c}_max, last({c}_last, bucket) AS {c}_last"
-        for c, _ in HOST_FIELDS
-    )
+    cols_1h = host_1h_aggregates("last({}, bucket)")
     op.execute(
         f"""
         CREATE MATERIALIZED VIEW system_metrics_1h
@@ -409,6 +431,39 @@ def timescale_downgrade() -> None:
 # -- portable ----------------------------------------------------------------------
 
 
+def refresh_step(relation: str, select: str, columns: str = "") -> str:
+    """One step of pgpulse_refresh_tiers(): re-aggregate the buckets of ``relation``
+    from its bound (``lo_5m``/``lo_1h``) up to its target, count them, move its watermark.
+
+    A 5m tier aggregates raw rows (``select`` names its FROM); a 1h tier aggregates
+    its family's 5m store, whole hours only. ``columns`` is the store's column list
+    where the select's column order needs naming.
+    """
+    family, tier = relation.rsplit("_", 1)
+    if tier == "5m":
+        bounds = f"""\
+            lo_5m := greatest(pgpulse_watermark('{relation}') - late, raw_floor);
+            lo_5m := least(lo_5m, target_5m);"""
+        source, key = "", "time"
+    else:
+        bounds = f"""\
+            lo_1h := least(pgpulse_watermark('{relation}'), date_bin(INTERVAL '1 hour', lo_5m, {EPOCH}));
+            lo_1h := least(greatest(lo_1h, floor_5m), target_1h);"""
+        source, key = f"            FROM pgpulse_{family}_5m_store\n", "bucket"
+    lo, target = f"lo_{tier}", f"target_{tier}"
+    return f"""\
+{bounds}
+            DELETE FROM pgpulse_{relation}_store WHERE bucket >= {lo} AND bucket < {target};
+            INSERT INTO pgpulse_{relation}_store{columns}
+            {select}
+{source}            WHERE {key} >= {lo} AND {key} < {target}
+            GROUP BY 1, 2;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            relation := '{relation}'; buckets := n; RETURN NEXT;
+            INSERT INTO pgpulse_watermarks (relation, watermark) VALUES ('{relation}', {target})
+            ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE SET watermark = EXCLUDED.watermark, refreshed_at = now();"""
+
+
 def portable_upgrade() -> None:
     op.execute(
         """
@@ -452,6 +507,11 @@ def portable_upgrade() -> None:
         $$
         """
     )
+    host_cols = ",\n".join(
+        f"{c}_count bigint NOT NULL, {c}_sum double precision, {c}_min double precision, "
+        f"{c}_max double precision, {c}_last double precision"
+        for c, _ in HOST_FIELDS
+    )
     for tier in ("5m", "1h"):
         op.execute(
             f"""
@@ -468,11 +528,6 @@ def portable_upgrade() -> None:
             """
         )
         op.execute(f"CREATE INDEX pgpulse_samples_{tier}_store_bucket_idx ON pgpulse_samples_{tier}_store (bucket)")
-        host_cols = ",\n".join(
-            f"{c}_count bigint NOT NULL, {c}_sum double precision, {c}_min double precision, "
-            f"{c}_max double precision, {c}_last double precision"
-            for c, _ in HOST_FIELDS
-        )
         op.execute(
             f"""
             CREATE TABLE pgpulse_system_metrics_{tier}_store (
@@ -502,23 +557,14 @@ def portable_upgrade() -> None:
                sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
                max(max) AS max, (array_agg(last ORDER BY bucket DESC))[1] AS last
     """
-    host_5m_cols = ",\n".join(
-        f"count({host_value(p)}) AS {c}_count, sum({host_value(p)}) AS {c}_sum, "
-        f"min({host_value(p)}) AS {c}_min, max({host_value(p)}) AS {c}_max, "
-        f"(array_agg({host_value(p)} ORDER BY time DESC))[1] AS {c}_last"
-        for c, p in HOST_FIELDS
-    )
+    host_5m_cols = host_5m_aggregates("(array_agg({} ORDER BY time DESC))[1]")
     host_5m_select = f"""
         SELECT date_bin(INTERVAL '5 minutes', time, {EPOCH}) AS bucket, host,
                count(*) AS snapshots,
         {host_5m_cols}
         FROM system_metrics
     """
-    host_1h_cols = ",\n".join(
-        f"sum({c}_count)::bigint AS {c}_count, sum({c}_sum) AS {c}_sum, min({c}_min) AS {c}_min, "
-        f"max({c}_max) AS {c}_max, (array_agg({c}_last ORDER BY bucket DESC))[1] AS {c}_last"
-        for c, _ in HOST_FIELDS
-    )
+    host_1h_cols = host_1h_aggregates("(array_agg({} ORDER BY bucket DESC))[1]")
     host_1h_select = f"""
         SELECT date_bin(INTERVAL '1 hour', bucket, {EPOCH}) AS bucket, host,
                sum(snapshots)::bigint AS snapshots,
@@ -660,13 +706,13 @@ def portable_upgrade() -> None:
         END $$
         """
     )
-    host_cols = ", ".join(
-        f"{c}_count, {c}_sum, {c}_min, {c}_max, {c}_last" for c, _ in HOST_FIELDS
-    )
     # Incremental, idempotent rollups. Each run re-aggregates from (watermark - late)
     # up to the last complete bucket: delete those buckets, aggregate them again,
     # move the watermark. Never below the raw (or 5m) retention horizon, rounded up
     # to a whole bucket, so a long pause cannot wipe rollups of dropped raw data.
+    # Four steps in this order (raw -> 5m, then 5m -> 1h, per table family), each
+    # written once by refresh_step().
+    host_columns = f" (bucket, host, snapshots, {host_store_columns()})"
     op.execute(
         f"""
         CREATE FUNCTION pgpulse_refresh_tiers(late interval, raw_keep interval,
@@ -685,59 +731,17 @@ def portable_upgrade() -> None:
             PERFORM pg_advisory_xact_lock(hashtext('pgpulse_refresh_tiers'));
 
             -- samples: raw -> 5m
-            lo_5m := greatest(pgpulse_watermark('samples_5m') - late, raw_floor);
-            lo_5m := least(lo_5m, target_5m);
-            DELETE FROM pgpulse_samples_5m_store WHERE bucket >= lo_5m AND bucket < target_5m;
-            INSERT INTO pgpulse_samples_5m_store
-            {samples_5m_select}
-            WHERE time >= lo_5m AND time < target_5m
-            GROUP BY 1, 2;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            relation := 'samples_5m'; buckets := n; RETURN NEXT;
-            INSERT INTO pgpulse_watermarks (relation, watermark) VALUES ('samples_5m', target_5m)
-            ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE SET watermark = EXCLUDED.watermark, refreshed_at = now();
+{refresh_step("samples_5m", samples_5m_select)}
 
             -- samples: 5m -> 1h (from the store only: whole hours below the 5m watermark)
             target_1h := date_bin(INTERVAL '1 hour', target_5m, {EPOCH});
-            lo_1h := least(pgpulse_watermark('samples_1h'), date_bin(INTERVAL '1 hour', lo_5m, {EPOCH}));
-            lo_1h := least(greatest(lo_1h, floor_5m), target_1h);
-            DELETE FROM pgpulse_samples_1h_store WHERE bucket >= lo_1h AND bucket < target_1h;
-            INSERT INTO pgpulse_samples_1h_store
-            {samples_1h_select}
-            FROM pgpulse_samples_5m_store
-            WHERE bucket >= lo_1h AND bucket < target_1h
-            GROUP BY 1, 2;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            relation := 'samples_1h'; buckets := n; RETURN NEXT;
-            INSERT INTO pgpulse_watermarks (relation, watermark) VALUES ('samples_1h', target_1h)
-            ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE SET watermark = EXCLUDED.watermark, refreshed_at = now();
+{refresh_step("samples_1h", samples_1h_select)}
 
             -- system_metrics: raw -> 5m
-            lo_5m := greatest(pgpulse_watermark('system_metrics_5m') - late, raw_floor);
-            lo_5m := least(lo_5m, target_5m);
-            DELETE FROM pgpulse_system_metrics_5m_store WHERE bucket >= lo_5m AND bucket < target_5m;
-            INSERT INTO pgpulse_system_metrics_5m_store (bucket, host, snapshots, {host_cols})
-            {host_5m_select}
-            WHERE time >= lo_5m AND time < target_5m
-            GROUP BY 1, 2;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            relation := 'system_metrics_5m'; buckets := n; RETURN NEXT;
-            INSERT INTO pgpulse_watermarks (relation, watermark) VALUES ('system_metrics_5m', target_5m)
-            ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE SET watermark = EXCLUDED.watermark, refreshed_at = now();
+{refresh_step("system_metrics_5m", host_5m_select, host_columns)}
 
             -- system_metrics: 5m -> 1h
-            lo_1h := least(pgpulse_watermark('system_metrics_1h'), date_bin(INTERVAL '1 hour', lo_5m, {EPOCH}));
-            lo_1h := least(greatest(lo_1h, floor_5m), target_1h);
-            DELETE FROM pgpulse_system_metrics_1h_store WHERE bucket >= lo_1h AND bucket < target_1h;
-            INSERT INTO pgpulse_system_metrics_1h_store (bucket, host, snapshots, {host_cols})
-            {host_1h_select}
-            FROM pgpulse_system_metrics_5m_store
-            WHERE bucket >= lo_1h AND bucket < target_1h
-            GROUP BY 1, 2;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            relation := 'system_metrics_1h'; buckets := n; RETURN NEXT;
-            INSERT INTO pgpulse_watermarks (relation, watermark) VALUES ('system_metrics_1h', target_1h)
-            ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE SET watermark = EXCLUDED.watermark, refreshed_at = now();
+{refresh_step("system_metrics_1h", host_1h_select, host_columns)}
         END $$
         """
     )
