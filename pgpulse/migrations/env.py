@@ -9,12 +9,17 @@ The engine mode is decided here, once, and handed to every revision through
   ``auto`` means ``timescale`` when the extension can be created, else ``portable``.
 
 Offline mode (``alembic upgrade head --sql``) needs an explicit mode, since there is
-no database to ask; the TimescaleDB tests use it to feed the timescale DDL to PGlite.
+no database to ask; the TimescaleDB tests use it to feed the timescale DDL to PGlite,
+and `make schema` renders it into pgpulse/migrations/schema/<engine>.sql.
+
+There is no ``target_metadata``, so no autogenerate and no object filters: revisions
+are hand-written DDL (hypertables, continuous aggregates, partitions, plpgsql) that
+SQLAlchemy metadata cannot describe, and a metadata copy of the 65-column tiers would
+be a second definition of the schema to keep in step. The reviewable definition is
+the rendered schema, which a test keeps equal to what the revisions produce.
 """
 
 from __future__ import annotations
-
-import re
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -23,36 +28,6 @@ from pgpulse import engine as engine_mode
 from pgpulse.db import sqlalchemy_url
 
 config = context.config
-
-# TimescaleDB keeps its catalogue and chunks in these schemas; autogenerate must
-# never see them, or every revision would try to drop TimescaleDB's internals.
-TIMESCALE_SCHEMAS = {
-    "_timescaledb_cache",
-    "_timescaledb_catalog",
-    "_timescaledb_config",
-    "_timescaledb_debug",
-    "_timescaledb_functions",
-    "_timescaledb_internal",
-    "timescaledb_experimental",
-    "timescaledb_information",
-}
-# Daily partitions and the default partition of the portable engine are made by
-# pgpulse_ensure_partitions() at run time, not by revisions.
-PARTITION_NAME = re.compile(r"_(p\d{8}|default)$")
-
-
-def include_name(name, type_, parent_names):
-    if type_ == "schema":
-        return name not in TIMESCALE_SCHEMAS
-    return True
-
-
-def include_object(obj, name, type_, reflected, compare_to):
-    if getattr(obj, "schema", None) in TIMESCALE_SCHEMAS:
-        return False
-    if type_ == "table" and name and PARTITION_NAME.search(name):
-        return False
-    return True
 
 
 def requested_engine() -> str:
@@ -69,8 +44,6 @@ def run_migrations_offline() -> None:
         url="postgresql+psycopg://",
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
-        include_object=include_object,
-        include_name=include_name,
         transaction_per_migration=False,
     )
     with context.begin_transaction():
@@ -101,11 +74,7 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:
     mode = engine_mode.resolve(connection.connection.driver_connection, requested_engine())
     config.attributes["engine"] = mode
-    context.configure(
-        connection=connection,
-        include_object=include_object,
-        include_name=include_name,
-    )
+    context.configure(connection=connection)
     with context.begin_transaction():
         context.run_migrations()
 
