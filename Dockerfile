@@ -4,28 +4,29 @@
 #
 #   docker build -t pgpulse:local .
 #
-# Two stages: the first builds a virtualenv (pip, build tools, caches stay there),
-# the second holds only the virtualenv, the sources and pg_dump/pg_restore.
+# Two stages: the first builds pgpulse's wheel and installs it (not editable) into a
+# virtualenv (pip, build tools, caches stay there); the second holds only that
+# virtualenv and pg_dump/pg_restore. The migrations ship inside the package, so no
+# source tree is needed at run time.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY pgpulse ./pgpulse
 COPY collector ./collector
 COPY proxy ./proxy
 COPY etl ./etl
-# Editable: the code stays in /app beside migrations/ and alembic.ini, where
-# pgpulse.schema looks for them.
 RUN python -m venv /opt/pgpulse \
  && /opt/pgpulse/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/pgpulse/bin/pip install --no-cache-dir -e /app \
+ && /opt/pgpulse/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels /src \
+ && /opt/pgpulse/bin/pip install --no-cache-dir /tmp/wheels/pgpulse-*.whl \
  # The embedded PostgreSQL (pgserver, ~35 MB) is for running without DATABASE_URL;
  # in the stack DATABASE_URL is always set and pgpulse never imports it.
  && /opt/pgpulse/bin/pip uninstall --yes pgserver \
- && find /opt/pgpulse /app -name __pycache__ -prune -exec rm -rf {} +
+ && find /opt/pgpulse -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE}
 ARG PG_MAJOR=16
@@ -42,7 +43,6 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/pgpulse --shel
  && install -d -o pgpulse -g pgpulse /var/lib/pgpulse
 
 COPY --from=build /opt/pgpulse /opt/pgpulse
-COPY --from=build /app /app
 
 ENV PATH=/opt/pgpulse/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -269,12 +269,32 @@ def test_dockerfile_is_small_non_root_and_runs_pgpulse():
     assert build_parser().parse_args(command[1:]).func is proxy_command.run
 
 
+def test_dockerfile_installs_the_wheel_not_the_sources():
+    # Editable installs hid that an installed package could not find its migrations;
+    # the image runs what a wheel holds (tests/test_wheel.py runs that wheel).
+    instructions = dockerfile_instructions()
+    stages, current = [], None
+    for word, rest in instructions:
+        if word == "FROM":
+            current = []
+            stages.append(current)
+        elif current is not None:
+            current.append((word, rest))
+    build, runtime = stages
+    runs = " ".join(rest for word, rest in build if word == "RUN")
+    assert "pip wheel --no-cache-dir --no-deps" in runs
+    assert re.search(r"pip install --no-cache-dir \S+\.whl", runs), runs
+    assert not re.search(r"(^|\s)(-e|--editable)(\s|$)", runs), "editable install"
+    copies = [rest for word, rest in runtime if word == "COPY"]
+    assert copies == ["--from=build /opt/pgpulse /opt/pgpulse"], "the runtime stage holds the venv only"
+
+
 def test_dockerignore_keeps_secrets_and_data_out():
     lines = [line for line in (ROOT / ".dockerignore").read_text().split("\n")
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", "allow-list: only what the image needs"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "alembic.ini", "pgpulse", "collector", "etl", "proxy"}
+    assert allowed == {"pyproject.toml", "README.md", "pgpulse", "collector", "etl", "proxy"}
     copied = " ".join(rest for word, rest in dockerfile_instructions() if word == "COPY" and "--from" not in rest)
     for name in allowed:
         assert name in copied
