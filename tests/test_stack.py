@@ -231,9 +231,12 @@ EXPECTED_COMMANDS = {"migrate": migrate.run, "proxy": proxy_command.run, "collec
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    # As Docker does: comment lines go first (also inside a continued RUN), then
+    # continuation lines are joined.
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.strip().startswith("#"))
     out = []
-    for line in text.splitlines():
+    for line in text.replace("\\\n", " ").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
@@ -285,6 +288,7 @@ def test_dockerfile_installs_the_wheel_not_the_sources():
     assert "pip wheel --no-cache-dir --no-deps" in runs
     assert re.search(r"pip install --no-cache-dir \S+\.whl", runs), runs
     assert not re.search(r"(^|\s)(-e|--editable)(\s|$)", runs), "editable install"
+    assert "pip uninstall --yes pgserver" in runs  # the stack never embeds PostgreSQL
     copies = [rest for word, rest in runtime if word == "COPY"]
     assert copies == ["--from=build /opt/pgpulse /opt/pgpulse"], "the runtime stage holds the venv only"
 
