@@ -1,16 +1,20 @@
 """pgpulse.promrate: Prometheus's rate(), checked against values worked out by hand.
 
-No database: the functions are pure. Times are integer microseconds; S is one
+No database (but for the last test): the functions are pure. Times are integer microseconds; S is one
 second. Every expected value is written as the arithmetic of Prometheus's
 extrapolatedRate: increase * (sampled + to_start + to_end) / sampled / window.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from pgpulse.promrate import US_PER_S as S
 from pgpulse.promrate import extrapolated_rate, rates, window_ends
+from pgpulse.reads import ReadError, read_host_field
+from pgpulse.tiers import Retention
 
 MIN = 60 * S
 
@@ -161,3 +165,11 @@ def test_sub_second_step():
     points = rates(samples, 500 * ms, 500 * ms, 2 * S)
     assert [t for t, _ in points] == [500 * ms, S, 1500 * ms, 2 * S]
     assert [r for _, r in points] == pytest.approx([4 * (0.4 + 0.05 + 0.05) / 0.4 / 0.5] * 4)
+
+
+def test_host_fields_have_no_rate(conn):
+    # Host fields are gauges (and already per-second where they are rates).
+    now = datetime.now(UTC)
+    with pytest.raises(ReadError, match="gauges"):
+        read_host_field(conn, None, "load1", now - timedelta(hours=1), now, timedelta(minutes=1), "rate",
+                        Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days=10)))
