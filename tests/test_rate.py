@@ -1,15 +1,23 @@
 """pgpulse.promrate: Prometheus's rate(), checked against values worked out by hand.
 
-No database (but for the last test): the functions are pure. Times are integer microseconds; S is one
+The functions are pure: no database but for the last tests. Times are integer microseconds; S is one
 second. Every expected value is written as the arithmetic of Prometheus's
 extrapolatedRate: increase * (sampled + to_start + to_end) / sampled / window.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from polling import wait_for
 
 from pgpulse.promrate import US_PER_S as S
 from pgpulse.promrate import extrapolated_rate, rates, window_ends
@@ -173,3 +181,100 @@ def test_host_fields_have_no_rate(conn):
     with pytest.raises(ReadError, match="gauges"):
         read_host_field(conn, None, "load1", now - timedelta(hours=1), now, timedelta(minutes=1), "rate",
                         Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days=10)))
+
+
+# --- Against Prometheus itself -------------------------------------------------------
+#
+# The same samples are loaded into pgpulse (through /api/ingest) and into a Prometheus
+# TSDB (promtool tsdb create-blocks-from openmetrics), and /api/query?agg=rate must give
+# what Prometheus's own range query of rate(x[step]) gives. Debian's prometheus is 2.x:
+# its windows are closed ([T - step, T]) where Prometheus 3's are left-open, and it
+# applies the zero point before the half-interval cut. The data keep clear of both
+# differences: no sample lies on a multiple of the step (every time ends in .25 or .75 s),
+# and counters stay far from zero compared with their slope. The data are fixed relative
+# to an hour boundary, so every run compares the same windows.
+
+
+def _comparison_samples() -> dict[str, list[tuple[float, float]]]:
+    """Seconds after the hour -> value, per host: jitter, a gap, resets, sparse samples."""
+    a, value = [], 1000.0
+    for k in range(350):
+        if 40 <= k < 58:  # three minutes without samples; the counter keeps counting
+            value += 10
+            continue
+        value = {100: 50.0, 200: 80.0}.get(k, value + 5 + (k * 3) % 11)  # restarts at k 100, 200
+        a.append((3.25 + 10 * k + ((k * 7) % 5 - 2) * 0.5, value))
+    b = [(7.75 + 15 * k, 5000.0 + 30 * k if k < 120 else 200.0 + 30 * (k - 120)) for k in range(230)]
+    c = [(20.25 + 45 * k, 300.0 + 45 * k) for k in range(78)]  # one or two per minute
+    return {"a": a, "b": b, "c": c}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed (apt-get install prometheus; .ci/run does it)"
+    return path
+
+
+def _prometheus_range(tmp_path, base: int, series, step: int, end: int) -> dict[str, list]:
+    """rate(jobs_total[step]) from base to end by Prometheus, per host."""
+    text = "".join(f'jobs_total{{host="{host}"}} {v} {base + t:.3f}\n'
+                   for host, samples in series.items() for t, v in samples) + "# EOF\n"
+    (tmp_path / "data.om").write_text(text)
+    data = tmp_path / "tsdb"
+    subprocess.run([_tool("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+                    str(tmp_path / "data.om"), str(data)], check=True, capture_output=True, timeout=120)
+    (tmp_path / "prometheus.yml").write_text("global: {}\n")
+    log = (tmp_path / "prometheus.log").open("wb")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [_tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=10) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(ready, 60, "Prometheus to be ready")
+        query = urllib.parse.urlencode({"query": f"rate(jobs_total[{step}s])", "start": base,
+                                        "end": end, "step": step})
+        with urllib.request.urlopen(f"{url}/api/v1/query_range?{query}", timeout=60) as r:
+            body = json.load(r)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    assert body["status"] == "success", body
+    return {s["metric"]["host"]: [(t, float(v)) for t, v in s["values"]] for s in body["data"]["result"]}
+
+
+@pytest.mark.parametrize("step", [60, 300])
+def test_same_answer_as_prometheus(client, tmp_path, step):
+    base = (int(time.time()) // 3600 - 2) * 3600
+    series = _comparison_samples()
+    for host, samples in series.items():
+        r = client.post("/api/ingest", json={"metrics": [
+            {"name": "jobs_total", "labels": {"host": host}, "type": "counter", "value": v,
+             "timestamp": base + t} for t, v in samples]})
+        assert r.status_code == 200, r.json
+    end = base + 3600
+    expected = _prometheus_range(tmp_path, base, series, step, end)
+    r = client.get("/api/query", query_string={"query": "jobs_total", "start": base, "end": end,
+                                               "step": f"{step}s", "agg": "rate"})
+    assert r.status_code == 200, r.json
+    got = {s["labels"]["host"]: [(t, v) for t, v in s["points"]] for s in r.json["series"]}
+    assert sorted(got) == sorted(expected) == ["a", "b", "c"]
+    for host, points in expected.items():
+        assert [t for t, _ in got[host]] == [t for t, _ in points], host
+        assert [v for _, v in got[host]] == pytest.approx([v for _, v in points], rel=1e-9), host
