@@ -16,12 +16,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from pgpulse.promrate import US_PER_S, rates, window_ends
 from pgpulse.tiers import HOST_FIELDS, Retention
 
 AGGREGATES = ("avg", "min", "max", "sum", "count", "last", "rate")
 TIERS = ("raw", "5m", "1h")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MICROSECOND = timedelta(microseconds=1)
 
 
 class ReadError(ValueError):
@@ -112,27 +114,50 @@ def _bucket(column: str, epoch: bool) -> sql.Composable:
     return expr
 
 
-def _rate(points: list[tuple[datetime, float]], step: timedelta) -> list[tuple[datetime, float]]:
-    """Per-second increase between consecutive step buckets; a drop is a counter reset."""
-    seconds = step.total_seconds()
-    out = []
-    for (_t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
-        increase = v1 - v0 if v1 >= v0 else v1
-        out.append((t1, increase / seconds))
-    return out
+def _read_rate(conn: psycopg.Connection, series_ids: Sequence[int], start: datetime, end: datetime,
+               step: timedelta, epoch: bool) -> ReadResult:
+    """Counter rate of ``series_ids``, always from raw samples (see pgpulse.promrate).
+
+    The rollups keep count, sum, min, max and last per bucket: not the first sample,
+    its time, nor the resets inside a bucket, which a rate needs. So whatever the
+    step, the rate is computed from the raw samples, and never differs from raw.
+    Points are at the multiples of ``step`` in [start, end]; each covers
+    (T - step, T]. Past the raw retention there is nothing to read, so no points.
+    """
+    step_us = step // MICROSECOND
+    if step_us == 0:
+        raise ReadError("a rate's step must be at least a microsecond")
+    ends = window_ends((start - EPOCH) // MICROSECOND, (end - EPOCH) // MICROSECOND, step_us)
+    points: dict[object, list[tuple[datetime, float]]] = {}
+    if ends is not None and series_ids:
+        first, last = ends
+        rows = conn.execute(
+            # Integer microseconds: exact window membership, and cheap to load.
+            "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint, value FROM samples "
+            "WHERE series_id = ANY(%(ids)s) AND time > %(lo)s AND time <= %(hi)s "
+            "ORDER BY series_id, time",
+            {"ids": list(series_ids), "lo": EPOCH + (first - step_us) * MICROSECOND,
+             "hi": EPOCH + last * MICROSECOND},
+            binary=True,
+        ).fetchall()
+        by_series: dict[int, list[tuple[int, float]]] = {}
+        for sid, t, v in rows:
+            by_series.setdefault(sid, []).append((t, v))
+        for sid, samples in by_series.items():
+            found = rates(samples, step_us, first, last)
+            if found:
+                points[sid] = [(t / US_PER_S if epoch else EPOCH + t * MICROSECOND, r) for t, r in found]
+    return ReadResult("raw", [Segment("raw", start, end)], points)
 
 
 def _run(conn, segments, step, agg, query_for, params) -> dict[object, list[tuple[datetime, float]]]:
     points: dict[object, list[tuple[datetime, float]]] = {}
-    inner = "last" if agg == "rate" else agg
     for seg in segments:
         bound = {**params, "step": step, "origin": EPOCH, "start": seg.start, "end": seg.end}
         # Binary results: thousands of timestamps and floats load several times faster.
-        for key, t, v in conn.execute(query_for(seg, inner), bound, binary=True).fetchall():
+        for key, t, v in conn.execute(query_for(seg, agg), bound, binary=True).fetchall():
             if v is not None:
                 points.setdefault(key, []).append((t, float(v)))
-    if agg == "rate":
-        points = {k: _rate(v, step) for k, v in points.items()}
     return points
 
 
@@ -161,8 +186,13 @@ def read_series(
 
     With ``epoch`` the points' times are Unix seconds (floats) instead of datetimes,
     computed by the database: what an API that answers in JSON wants, for less work.
+
+    ``rate`` is the exception to buckets and tiers: Prometheus's ``rate(x[step])`` at
+    each multiple of ``step`` in [start, end], from raw samples (:func:`_read_rate`).
     """
     _check(agg, step, start, end)
+    if agg == "rate":
+        return _read_rate(conn, series_ids, start, end, step, epoch)
     now = now or datetime.now(UTC)
     segments = plan(start, end, step, retention, now)
 
@@ -204,6 +234,8 @@ def read_host_field(
     if field not in HOST_FIELDS:
         raise ReadError(f"unknown host field {field!r}: expected one of {', '.join(HOST_FIELDS)}")
     _check(agg, step, start, end)
+    if agg == "rate":
+        raise ReadError("rate applies to counters; host fields are gauges")
     now = now or datetime.now(UTC)
     segments = plan(start, end, step, retention, now)
     path = list(HOST_FIELDS[field])

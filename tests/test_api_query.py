@@ -88,11 +88,111 @@ def test_rate_for_counters_only(loaded):
     client, base = loaded
     r = q(client, query="reqs", start=base, end=base + 600, step="60s", agg="rate")
     assert r.status_code == 200
-    points = r.json["series"][0]["points"]
-    # +5 every 10 s: 0.5 per second.
-    assert points and all(v == pytest.approx(0.5) for _t, v in points)
+    assert r.json["tier"] == "raw"
+    # Samples every 10 s from base, +5 each. The point at T covers (T - 60 s, T]:
+    # base's window holds one sample (no point); every later one six, 25 over 50 s,
+    # 10 s to the start (< 1.1 x 10 s): 25 * (50 + 10 + 0) / 50 / 60 = 0.5 per second.
+    expected = [[base + 60 * k, 25 * (50 + 10 + 0) / 50 / 60] for k in range(1, 11)]
+    assert rate_points(r) == approx_points(expected)
     body = assert_error(q(client, query="cpu_temp", agg="rate"), 400)
     assert body["parameter"] == "agg"
+
+
+def rate_points(response) -> list[tuple[float, float]]:
+    assert response.status_code == 200, response.json
+    [series] = response.json["series"]
+    return [(t, v) for t, v in series["points"]]
+
+
+def approx_points(expected) -> list[tuple[float, object]]:
+    """Times exact, values to floating-point precision."""
+    return [(t, pytest.approx(v)) for t, v in expected]
+
+
+def ingest_at(client, name, labels, samples, type_="counter"):
+    metrics = [{"name": name, "labels": labels, "value": v, "timestamp": t, "type": type_}
+               for t, v in samples]
+    r = client.post("/api/ingest", json={"metrics": metrics})
+    assert r.status_code == 200, r.json
+
+
+@pytest.fixture
+def bumpy_counter(client):
+    """A 1/s counter sampled every 10 s at 5 s past: a gap, a restart, then it stops.
+
+    Seconds after ``base``: 5..115 read 1000 + t; nothing from 120 to 300 (the
+    counter keeps counting); 305..445 read 1000 + t; the process restarts at 450 and
+    the counter starts again from 0, so 455..495 read t - 450; nothing after 495.
+    """
+    base = (int(time.time()) // HOUR - 2) * HOUR
+    samples = ([(base + t, 1000.0 + t) for t in range(5, 120, 10)]
+               + [(base + t, 1000.0 + t) for t in range(305, 450, 10)]
+               + [(base + t, t - 450.0) for t in range(455, 500, 10)])
+    ingest_at(client, "jobs_total", {"host": "a"}, samples)
+    return client, base
+
+
+def test_rate_with_gap_reset_and_partial_last_window(bumpy_counter):
+    client, base = bumpy_counter
+    # The range ends at base + 500, inside the window (480, 540]: like a range ending
+    # now, the unfinished window is not evaluated; the newest point is a whole window.
+    r = q(client, query="jobs_total", start=base, end=base + 500, step="60s", agg="rate")
+    assert r.status_code == 200, r.json
+    # 1 per second wherever a window holds six samples 5 s from each edge:
+    # 50 * (50 + 5 + 5) / 50 / 60. The old code gave 4/s after the gap (240 over one step).
+    steady = 50 * (50 + 5 + 5) / 50 / 60
+    # (420, 480] holds 1425, 1435, 1445, 5, 15, 25: the drop is a reset, so the value
+    # before it is added back: increase = 25 - 1425 + 1445 = 45.
+    reset = (25 - 1425 + 1445) * (50 + 5 + 5) / 50 / 60
+    expected = [[base + 60, steady], [base + 120, steady],  # 180, 240, 300: in the gap
+                [base + 360, steady], [base + 420, steady], [base + 480, reset]]
+    assert rate_points(r) == approx_points(expected)
+
+    # A range ending on the grid at 540 evaluates (480, 540]: 35 and 45 at 485 and 495,
+    # then nothing. The series stopped inside the window, so, as in Prometheus, it is
+    # stretched by half an interval (5 s) past its last sample, not to the window's end
+    # (45 s >= 1.1 x 10 s): 10 * (10 + 5 + 5) / 10 / 60.
+    r = q(client, query="jobs_total", start=base + 480, end=base + 540, step="60s", agg="rate")
+    assert rate_points(r) == approx_points(
+        [[base + 480, reset], [base + 540, 10 * (10 + 5 + 5) / 10 / 60]])
+
+
+def test_rate_reads_raw_samples_at_any_step(bumpy_counter, conn):
+    """The rollups cannot give a rate (no first sample, no resets): rate reads raw."""
+    client, base = bumpy_counter
+    conn.execute("SELECT * FROM pgpulse_refresh_tiers('1 hour', '14 days', '90 days')")
+    r = q(client, query="jobs_total", start=base, end=base + 600, step="5m", agg="rate")
+    assert r.status_code == 200, r.json
+    assert r.json["tier"] == "raw" and [t["tier"] for t in r.json["tiers"]] == ["raw"]
+    # (0, 300]: 1005..1115, 110 over 110 s; 5 s to the start, 185 s to the end
+    # (>= 1.1 x 10 s: stretched by half an interval): 110 * (110 + 5 + 5) / 110 / 300.
+    # (300, 600]: 1305..1445 then 5..45: increase 45 - 1305 + 1445 over 190 s sampled,
+    # 5 s to the start, 105 s to the end (so 5): (45 - 1305 + 1445) * 200 / 190 / 300.
+    expected = [[base + 300, 110 * (110 + 5 + 5) / 110 / 300],
+                [base + 600, (45 - 1305 + 1445) * (190 + 5 + 5) / 190 / 300]]
+    assert rate_points(r) == approx_points(expected)
+    # One window over the hour (the only multiple of 1 h in the range is base + 1 h):
+    # every sample of (base, base + 3600], one reset.
+    r = q(client, query="jobs_total", start=base + 1, end=base + HOUR, step="1h", agg="rate")
+    assert r.json["tier"] == "raw"
+    increase = 45 - 1005 + 1445
+    # 490 s sampled over 32 samples (12 + 15 + 5): average 490 / 31 s; 5 s to the start;
+    # 3105 s to the end, cut to half an average interval.
+    average = 490 / 31
+    assert rate_points(r) == approx_points(
+        [[base + HOUR, increase * (490 + 5 + average / 2) / 490 / 3600]])
+
+
+def test_rate_sums_across_grouped_series(bumpy_counter):
+    client, base = bumpy_counter
+    ingest_at(client, "jobs_total", {"host": "b"},
+              [(base + t, 2.0 * t) for t in range(5, 120, 10)])  # 2/s
+    r = q(client, query="jobs_total", start=base + 60, end=base + 120, step="60s", agg="rate",
+          by="")
+    # Like sum(rate(jobs_total[1m])): 1/s + 2/s in each window.
+    steady = 50 * (50 + 5 + 5) / 50 / 60
+    assert rate_points(r) == approx_points(
+        [[base + 60, steady + 2 * steady], [base + 120, steady + 2 * steady]])
 
 
 def test_alias_and_defaults(loaded):

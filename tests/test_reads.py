@@ -80,13 +80,19 @@ def test_read_series_aggregates_in_rolled_up_tier(conn, three_days, agg, expecte
 
 
 def test_rate_of_a_counter_with_reset(conn):
+    # Cases by hand are in test_rate.py; this checks the read from raw samples and the
+    # datetime labels: each point T covers (T - 1 min, T].
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
     conn.execute("INSERT INTO series (name, labels, type) VALUES ('requests_total', '{}', 'counter')")
-    values = [0, 60, 120, 30, 90]  # reset after the third minute
+    values = [10, 30, 50, 70, 10, 30]  # every 20 s from t0 + 10 s; reset after the fourth
     for i, v in enumerate(values):
-        conn.execute("INSERT INTO samples VALUES (%s, 1, %s)", (t0 + timedelta(minutes=i), v))
-    result = read_series(conn, [1], t0, t0 + timedelta(minutes=5), timedelta(minutes=1), "rate", SHORT)
-    assert [v for _, v in result.points[1]] == [1.0, 1.0, 0.5, 1.0]
+        conn.execute("INSERT INTO samples VALUES (%s, 1, %s)", (t0 + timedelta(seconds=10 + 20 * i), v))
+    result = read_series(conn, [1], t0, t0 + timedelta(minutes=2), timedelta(minutes=1), "rate", SHORT)
+    assert result.tier == "raw"
+    # (t0, t0+1m]: 40 over 40 s, 10 s to each edge: 40 * 60 / 40 / 60.
+    # (t0+1m, t0+2m]: 70, 10, 30: increase 30 - 70 + 70 = 30: 30 * 60 / 40 / 60.
+    assert result.points[1] == [(t0 + timedelta(minutes=1), pytest.approx(40 * 60 / 40 / 60)),
+                                (t0 + timedelta(minutes=2), pytest.approx(30 * 60 / 40 / 60))]
 
 
 def test_read_host_field_raw_and_tiers(conn):
