@@ -292,10 +292,22 @@ def _unwritable(value: Any) -> Unrepresentable:
     the document is nested too deeply."""
     found = _find_bad_utf8(value, ())
     if found is None:
-        return Unrepresentable(f"is nested more than {MAX_DEPTH} levels deep")
+        exc = Unrepresentable(f"is nested more than {MAX_DEPTH} levels deep")
+        exc.path = [key for key, item in value.items() if _too_deep(item)][:1]
+        return exc
     exc = Unrepresentable("is not valid UTF-8 text")
     exc.path = list(found)
     return exc
+
+
+def _too_deep(value: Any) -> bool:
+    try:
+        orjson.dumps(value, default=_default, option=_FAST)
+    except orjson.JSONEncodeError:
+        return True
+    except (Unrepresentable, RecursionError):
+        return False
+    return False
 
 
 def _find_bad_utf8(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -125,13 +125,14 @@ class Source(Protocol):
                  f"at {hosts_of(settings.mongo_uri or '')}")
         with self.errors():
             col = self.collection()
+            try:
+                names: list[str] | None = col.database.list_collection_names()
+            except mongo_errors.OperationFailure:
+                names = None  # listing collections needs a privilege the ETL's user may lack
             if col.estimated_document_count() > 0:
                 return None
-            try:
-                names = col.database.list_collection_names(filter={"name": settings.collection})
-            except mongo_errors.OperationFailure:
-                # Listing collections needs a privilege the ETL's user may not have.
-                return f"{where} is missing or empty"
+        if names is None:
+            return f"{where} is missing or empty"
         return f"{where} is empty" if settings.collection in names else f"{where} does not exist"
 
     def states(self, keys: Sequence[Any]) -> dict[Any, str]: ...
@@ -333,13 +334,14 @@ class MongoSource:
                  f"at {hosts_of(settings.mongo_uri or '')}")
         with self.errors():
             col = self.collection()
+            try:
+                names: list[str] | None = col.database.list_collection_names()
+            except mongo_errors.OperationFailure:
+                names = None  # listing collections needs a privilege the ETL's user may lack
             if col.estimated_document_count() > 0:
                 return None
-            try:
-                names = col.database.list_collection_names(filter={"name": settings.collection})
-            except mongo_errors.OperationFailure:
-                # Listing collections needs a privilege the ETL's user may not have.
-                return f"{where} is missing or empty"
+        if names is None:
+            return f"{where} is missing or empty"
         return f"{where} is empty" if settings.collection in names else f"{where} does not exist"
 
     def states(self, keys: Sequence[Any]) -> dict[Any, str]:
