@@ -142,7 +142,7 @@ class EtlSettings:
         None,
         "MongoDB database holding the readings. Empty: the database MONGO_URI names "
         f"(mongodb://host/plant), else {DEFAULT_DATABASE}.",
-        parse=config.as_str,
+        parse=config.as_optional_str,
         accepts="a database name, or empty",
     )
     collection: str = setting(
@@ -249,7 +249,7 @@ class EtlSettings:
 
     def check(self) -> None:
         # Mongo names: fail at start, not at the first run.
-        if self.database is not None and (not self.database or any(c in self.database for c in '/\\. "$')):
+        if self.database is not None and any(c in self.database for c in '/\\. "$'):
             raise SettingsError(f"MONGO_DATABASE={self.database!r}: not a valid database name")
         if not self.collection or self.collection.startswith(("system.", "$")) or "\x00" in self.collection:
             raise SettingsError(f"MONGO_COLLECTION={self.collection!r}: not a valid collection name")

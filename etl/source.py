@@ -117,27 +117,11 @@ class Source(Protocol):
 
     def mark_rejected(self, run_id: str, rejects: Sequence[tuple[Any, str]], now: datetime) -> int: ...
 
-    def why_empty(self) -> str | None:
-        """Why a run found nothing to read, when the collection is missing or empty
-        (naming the database and collection read); None when it holds documents."""
-        settings = self.settings
-        where = (f"the collection {settings.collection!r} in database {settings.mongo_database!r} "
-                 f"at {hosts_of(settings.mongo_uri or '')}")
-        with self.errors():
-            col = self.collection()
-            try:
-                names: list[str] | None = col.database.list_collection_names()
-            except mongo_errors.OperationFailure:
-                names = None  # listing collections needs a privilege the ETL's user may lack
-            if col.estimated_document_count() > 0:
-                return None
-        if names is None:
-            return f"{where} is missing or empty"
-        return f"{where} is empty" if settings.collection in names else f"{where} does not exist"
-
     def states(self, keys: Sequence[Any]) -> dict[Any, str]: ...
 
-    def why_empty(self) -> str | None: ...
+    def why_empty(self) -> str | None:
+        """Why a run found nothing, when the collection is missing or empty (naming the
+        database and collection); None when it holds documents."""
 
     def close(self) -> None: ...
 

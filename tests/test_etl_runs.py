@@ -20,7 +20,16 @@ from bson.binary import Binary
 from bson.code import Code
 from bson.datetime_ms import DatetimeMS
 from bson.errors import InvalidBSON
-from etl_helpers import Crash, CrashAt, MockSource, closed_port, count, etl_settings, reading, statuses
+from etl_helpers import (
+    Crash,
+    CrashAt,
+    MockSource,
+    closed_port,
+    count,
+    etl_settings,
+    reading,
+    statuses,
+)
 from pymongo.errors import AutoReconnect
 
 from etl import runs
