@@ -311,7 +311,7 @@ class Transformer:
         # them storable (text without NUL, valid UTF-8).
         try:
             mongo_id = bsonjson.clean_text(mongo_id_text(key))
-        except (bsonjson.Unrepresentable, *TRANSFORM_ERRORS):
+        except TRANSFORM_ERRORS:  # Unrepresentable is a ValueError
             try:
                 mongo_id = orjson.dumps(bsonjson.repair(key)).decode()
             except TRANSFORM_ERRORS:

@@ -96,3 +96,13 @@ def test_unreachable_mongodb_is_a_clear_failure(env, monkeypatch, conn, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pgpulse: ETL run failed: MongoDB at 127.0.0.1:") and "is unreachable" in err
     assert conn.execute("SELECT status FROM etl_runs").fetchone()[0] == "failed"
+
+
+def test_a_run_that_reads_nothing_says_which_collection(env, monkeypatch, mocked_mongo, capsys, caplog):
+    monkeypatch.setenv("MONGO_URI", "mongodb://mongo.test:27017/plant")
+    assert etl(["run", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "0 claimed" in out.out
+    said = "the collection 'readings' in database 'plant' at mongo.test:27017 does not exist"
+    assert f"warning: {said}" in out.err
+    assert said in caplog.text

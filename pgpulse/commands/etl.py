@@ -60,11 +60,11 @@ def _etl_settings():
 
 
 @contextlib.contextmanager
-def etl_service(url: str):
-    """The ETL service of one command, closed when it is done."""
+def etl_service(url: str, settings: Any):
+    """The ETL service of one command (MongoDB at MONGO_URI), closed when it is done."""
     from etl.service import EtlService
 
-    service = EtlService.from_settings(url, _etl_settings())
+    service = EtlService.from_settings(url, settings)
     try:
         yield service
     finally:
@@ -103,9 +103,9 @@ def run_command(args) -> int:
     from etl import runs
     from etl.source import SourceError
 
-    _etl_settings()  # a configuration error before the database is touched
+    settings = _etl_settings()  # a configuration error before the database is touched
     progress = None if args.quiet else ProgressLine()
-    with database(load_core()) as url, etl_service(url) as etl:
+    with database(load_core()) as url, etl_service(url, settings) as etl:
         try:
             result = etl.run("cli", max_batches=max(args.max_batches, 0), progress=progress)
         except runs.RunInProgress as exc:
@@ -163,8 +163,8 @@ def replay_command(args) -> int:
 
     if not args.ids and not args.all:
         return _fail("name reject ids to replay, or --all", 2)
-    _etl_settings()
-    with database(load_core()) as url, etl_service(url) as etl:
+    settings = _etl_settings()
+    with database(load_core()) as url, etl_service(url, settings) as etl:
         try:
             result = etl.replay(args.ids or None, all_open=args.all)
         except replay.ReplayError as exc:
