@@ -46,6 +46,7 @@ from etl import load, runs  # noqa: E402
 from etl.settings import load_etl  # noqa: E402
 from etl.source import MongoSource  # noqa: E402
 from etl.transform import Transformer  # noqa: E402
+from pgpulse.store import etl_runs  # noqa: E402
 
 TARGET = 20_000  # documents/s, transform + load
 RUN_A = "00000000-0000-4000-8000-00000000000a"
@@ -210,6 +211,17 @@ class _Cursor:
         return iter(self.rows)
 
 
+class ClientSource(MongoSource):
+    """The production source on a given client object (the stand-in, or mongomock)."""
+
+    def __init__(self, settings: Any, client: Any) -> None:
+        super().__init__(settings)
+        self.client = client
+
+    def open_client(self, uri: str, **options: Any) -> Any:
+        return self.client
+
+
 class MemoryClient:
     def __init__(self, collection: MemoryCollection) -> None:
         self.collection = collection
@@ -227,8 +239,7 @@ class MemoryClient:
 def _load_batch(conn: psycopg.Connection, batch: Any, run_id: str) -> None:
     with conn.transaction():
         written = load.write(conn, batch, run_id)
-        conn.execute("UPDATE etl_runs SET claimed = claimed + %s, loaded = loaded + %s WHERE id = %s",
-                     (len(batch.rows), written.loaded, run_id))
+        etl_runs.add_batch(conn, run_id, len(batch.rows), written.loaded, written.rejects)
 
 
 def transform_then_load(url: str, docs: list[dict]) -> tuple[float, float, list]:
@@ -241,7 +252,7 @@ def transform_then_load(url: str, docs: list[dict]) -> tuple[float, float, list]
     with psycopg.connect(url, autocommit=True) as conn:
         load.prepare(conn)
         conn.execute("TRUNCATE reading_analytics")
-        conn.execute("INSERT INTO etl_runs (id, trigger) VALUES (%s, 'cli')", (RUN_A,))
+        etl_runs.start(conn, RUN_A, "cli", "bench")
         t0 = time.perf_counter()
         for batch in batches:
             _load_batch(conn, batch, RUN_A)
@@ -259,7 +270,7 @@ def transform_and_load_overlapped(url: str, docs: list[dict]) -> float:
     with psycopg.connect(url, autocommit=True) as conn, ThreadPoolExecutor(max_workers=1) as worker:
         load.prepare(conn)
         conn.execute("TRUNCATE reading_analytics")
-        conn.execute("INSERT INTO etl_runs (id, trigger) VALUES (%s, 'cli')", (RUN_B,))
+        etl_runs.start(conn, RUN_B, "cli", "bench")
         t0 = time.perf_counter()
         pending = worker.submit(transformer.batch, chunks[0])
         for i in range(len(chunks)):
@@ -292,15 +303,15 @@ def end_to_end(url: str, docs: list[dict]) -> runs.RunResult:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE reading_analytics, etl_rejects")
     client = MemoryClient(MemoryCollection([dict(d) for d in docs]))
-    result = runs.run(url, SETTINGS, client_factory=lambda *a, **k: client, max_batches=0)
+    result = runs.run(url, SETTINGS, ClientSource(SETTINGS, client), max_batches=0)
     assert result.loaded == len(docs), result.as_dict()
     return result
 
 
 def mongomock_source(n: int) -> tuple[float, float]:
     client = mongomock.MongoClient(tz_aware=True)
-    client[SETTINGS.database][SETTINGS.collection].insert_many(generate(n))
-    source = MongoSource(SETTINGS, lambda *a, **k: client)
+    client[SETTINGS.mongo_database][SETTINGS.collection].insert_many(generate(n))
+    source = ClientSource(SETTINGS, client)
     now = datetime.now(UTC)
     t_claim = t_mark = 0.0
     while True:

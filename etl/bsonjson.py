@@ -47,6 +47,7 @@ from bson.tz_util import utc as bson_utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RE_FLAGS = (("i", re.I), ("l", re.L), ("m", re.M), ("s", re.S), ("u", re.U), ("x", re.X))
+MAX_DEPTH = 254  # levels of nesting orjson writes (MongoDB itself stores at most 100 levels)
 NUL_REASON = "contains a NUL character (\\u0000), which PostgreSQL cannot store"
 
 
@@ -281,16 +282,32 @@ def dumps_walked(document: dict) -> bytes:
     try:
         return orjson.dumps(converted)
     except orjson.JSONEncodeError:
-        # A string that is not valid UTF-8 (from a client decoding with surrogateescape).
-        raise _bad_utf8(document) from None
+        # A string that is not valid UTF-8 (from a client decoding with
+        # surrogateescape), or nesting deeper than orjson writes.
+        raise _unwritable(document) from None
 
 
-def _bad_utf8(value: Any, path: tuple[str, ...] = ()) -> Unrepresentable:
-    """The error naming where a string that is not valid UTF-8 sits."""
-    found = _find_bad_utf8(value, path)
+def _unwritable(value: Any) -> Unrepresentable:
+    """The error naming where a string that is not valid UTF-8 sits, or saying that
+    the document is nested too deeply."""
+    found = _find_bad_utf8(value, ())
+    if found is None:
+        exc = Unrepresentable(f"is nested more than {MAX_DEPTH} levels deep")
+        exc.path = [key for key, item in value.items() if _too_deep(item)][:1]
+        return exc
     exc = Unrepresentable("is not valid UTF-8 text")
-    exc.path = list(found or ())
+    exc.path = list(found)
     return exc
+
+
+def _too_deep(value: Any) -> bool:
+    try:
+        orjson.dumps(value, default=_default, option=_FAST)
+    except orjson.JSONEncodeError:
+        return True
+    except (Unrepresentable, RecursionError):
+        return False
+    return False
 
 
 def _find_bad_utf8(value: Any, path: tuple[str, ...]) -> tuple[str, ...] | None:

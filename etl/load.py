@@ -1,27 +1,21 @@
 """One transformed batch into PostgreSQL, inside the caller's transaction.
 
-Rows go by COPY into a session-temporary staging table, then one
-``INSERT ... SELECT ... ON CONFLICT (mongo_id) DO UPDATE`` moves them into
-``reading_analytics``: no statement per row, and loading a document twice (a run
-repeated after a crash) leaves one row. A row is rewritten only when the document
-changed, so a repeated load changes nothing.
-
-With ETL_SERIES, the samples of a batch are staged the same way; missing series
-are created (``ON CONFLICT DO NOTHING``), and samples are written only for readings
-this transaction *inserted*: a reading loaded again never doubles its samples.
-
-The staging tables are temporary (``ON COMMIT DELETE ROWS``): per-connection
-scratch space for COPY, not schema, so they live here and not in a migration.
+The readings and the rejects are written by the store, their one writer
+(:mod:`pgpulse.store.readings`, :mod:`pgpulse.store.etl_runs`). With ETL_SERIES,
+the samples derived from the readings are written by :func:`write_samples`, and
+only for readings this transaction *inserted*: a reading loaded again never
+doubles its samples.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import psycopg
-from psycopg import sql
 
-from etl.transform import Batch
+from etl.transform import Batch, Sample
+from pgpulse.store import etl_runs, readings
 
 
 @dataclasses.dataclass
@@ -40,16 +34,46 @@ class LoadResult:
 
 def prepare(conn: psycopg.Connection) -> None:
     """Create this session's staging tables (once per connection)."""
-    conn.execute(
-        """
-        CREATE TEMP TABLE IF NOT EXISTS pgpulse_etl_stage (
-            mongo_id text NOT NULL,
-            reading_time timestamptz NOT NULL,
-            source_id text,
-            payload jsonb NOT NULL
-        ) ON COMMIT DELETE ROWS
-        """
-    )
+    readings.prepare(conn)
+    prepare_samples(conn)
+
+
+def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
+    """Write ``batch``'s rows, samples and rejects; the caller commits.
+
+    Open rejects of documents that now loaded are closed (``replayed_at``): their
+    cause was fixed and they went through.
+    """
+    result = LoadResult()
+    if batch.rows:
+        upserted = readings.upsert(
+            conn,
+            ((r.mongo_id, r.reading_time, r.source_id, r.payload.decode()) for r in batch.rows),
+            run_id,
+            inserted_ids=bool(batch.samples),
+        )
+        result.inserted, result.updated, result.unchanged = (
+            upserted.inserted, upserted.updated, upserted.unchanged)
+        if batch.samples:
+            result.samples = write_samples(conn, batch.samples, upserted.inserted_ids)
+        etl_runs.close_rejects(conn, [row.mongo_id for row in batch.rows])
+    if batch.rejects:
+        etl_runs.write_rejects(
+            conn, run_id,
+            ((r.mongo_id, r.reason, r.document.decode(), r.source_id) for r in batch.rejects),
+        )
+        result.rejects = len(batch.rejects)
+    return result
+
+
+# -- derived samples (ETL_SERIES) -------------------------------------------------------
+#
+# Kept apart from the rest: these statements write ``series`` and ``samples``, whose
+# writer is the store's series catalogue; this part is to go through it.
+
+
+def prepare_samples(conn: psycopg.Connection) -> None:
+    """The session's staging table of samples (temporary: scratch space, not schema)."""
     conn.execute(
         """
         CREATE TEMP TABLE IF NOT EXISTS pgpulse_etl_sample_stage (
@@ -63,22 +87,6 @@ def prepare(conn: psycopg.Connection) -> None:
     )
 
 
-_UPSERT = """
-    INSERT INTO reading_analytics AS r (mongo_id, reading_time, source_id, synced_at, run_id, payload)
-    SELECT mongo_id, reading_time, source_id, now(), %(run_id)s, payload FROM pgpulse_etl_stage
-    ON CONFLICT (mongo_id) DO UPDATE
-        SET reading_time = EXCLUDED.reading_time, source_id = EXCLUDED.source_id,
-            synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id, payload = EXCLUDED.payload
-        WHERE (r.reading_time, r.source_id, r.payload)
-              IS DISTINCT FROM (EXCLUDED.reading_time, EXCLUDED.source_id, EXCLUDED.payload)
-    RETURNING mongo_id, (xmax = 0) AS inserted
-"""
-
-_UPSERT_COUNTS = sql.SQL("""
-    WITH up AS ({upsert})
-    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), 0::bigint FROM up
-""").format(upsert=sql.SQL(_UPSERT))
-
 # Data-modifying CTEs share one snapshot, so series are made by an earlier statement.
 _SERIES = """
     INSERT INTO series (name, labels)
@@ -86,75 +94,26 @@ _SERIES = """
     ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING
 """
 
-_UPSERT_WITH_SAMPLES = sql.SQL("""
-    WITH up AS ({upsert}),
-    added AS (
-        INSERT INTO samples (time, series_id, value)
-        SELECT s.time, se.id, s.value
-        FROM pgpulse_etl_sample_stage s
-        JOIN up ON up.mongo_id = s.mongo_id AND up.inserted
-        JOIN series se ON se.name = s.name AND se.labels = s.labels
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FILTER (WHERE inserted) FROM up),
-           (SELECT count(*) FILTER (WHERE NOT inserted) FROM up),
-           (SELECT count(*) FROM added)
-""").format(upsert=sql.SQL(_UPSERT))
-
-_RESOLVE_REJECTS = """
-    UPDATE etl_rejects SET replayed_at = now()
-    WHERE replayed_at IS NULL AND mongo_id IN (SELECT mongo_id FROM pgpulse_etl_stage)
-"""
-
-_REJECTS = """
-    INSERT INTO etl_rejects (run_id, mongo_id, reason, document, source_id)
-    SELECT %s, m, r, d::jsonb, s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS t(m, r, d, s)
-    ON CONFLICT (mongo_id) WHERE replayed_at IS NULL DO UPDATE
-        SET run_id = EXCLUDED.run_id, reason = EXCLUDED.reason, document = EXCLUDED.document,
-            source_id = EXCLUDED.source_id, created_at = now()
+_SAMPLES = """
+    INSERT INTO samples (time, series_id, value)
+    SELECT s.time, se.id, s.value
+    FROM pgpulse_etl_sample_stage s
+    JOIN series se ON se.name = s.name AND se.labels = s.labels
 """
 
 
-def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
-    """Write ``batch``'s rows, samples and rejects; the caller commits.
-
-    Open rejects of documents that now loaded are closed (``replayed_at``): their
-    cause was fixed and they went through.
-    """
-    result = LoadResult()
+def write_samples(conn: psycopg.Connection, samples: Sequence[Sample], inserted: set[str]) -> int:
+    """Write the samples of the readings in ``inserted`` (mongo_id of new rows);
+    missing series are created. Returns the number of samples written."""
     with conn.cursor() as cur:
-        if batch.rows:
-            with cur.copy(
-                "COPY pgpulse_etl_stage (mongo_id, reading_time, source_id, payload) FROM STDIN"
-            ) as copy:
-                for row in batch.rows:
-                    copy.write_row((row.mongo_id, row.reading_time, row.source_id, row.payload.decode()))
-            if batch.samples:
-                with cur.copy(
-                    "COPY pgpulse_etl_sample_stage (mongo_id, time, name, labels, value) FROM STDIN"
-                ) as copy:
-                    for s in batch.samples:
-                        copy.write_row((s.mongo_id, s.time, s.metric, s.labels.decode(), s.value))
-                cur.execute(_SERIES)
-                cur.execute(_UPSERT_WITH_SAMPLES, {"run_id": run_id})
-            else:
-                cur.execute(_UPSERT_COUNTS, {"run_id": run_id})
-            inserted, updated, samples = cur.fetchone()
-            result.inserted, result.updated, result.samples = inserted, updated, samples
-            result.unchanged = len(batch.rows) - inserted - updated
-            cur.execute(_RESOLVE_REJECTS)
-        if batch.rejects:
-            # One open reject per document: the first reason in a batch wins.
-            unique = list({r.mongo_id: r for r in reversed(batch.rejects)}.values())
-            cur.execute(
-                _REJECTS,
-                (
-                    run_id,
-                    [r.mongo_id for r in unique],
-                    [r.reason for r in unique],
-                    [r.document.decode() for r in unique],
-                    [r.source_id for r in unique],
-                ),
-            )
-            result.rejects = len(batch.rejects)
-    return result
+        written = 0
+        with cur.copy("COPY pgpulse_etl_sample_stage (mongo_id, time, name, labels, value) FROM STDIN") as copy:
+            for s in samples:
+                if s.mongo_id in inserted:
+                    copy.write_row((s.mongo_id, s.time, s.metric, s.labels.decode(), s.value))
+                    written += 1
+        if not written:
+            return 0
+        cur.execute(_SERIES)
+        cur.execute(_SAMPLES)
+        return cur.rowcount

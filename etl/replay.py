@@ -1,4 +1,5 @@
-"""Rejects: listing them, and sending chosen ones through the ETL again.
+"""Rejects: sending chosen ones through the ETL again (they are listed by
+``pgpulse.store.etl_runs.list_rejects``).
 
 A reject is *open* until its document loads: then ``replayed_at`` is set (by the
 replay, or by any run that loads the document after the producer fixed it and set
@@ -18,58 +19,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import psycopg
 from bson import json_util
 from bson.codec_options import DatetimeConversion
 from bson.json_util import JSONOptions
-from psycopg import sql
 
 from etl import runs
-from etl.settings import ClientFactory, EtlSettings
-from etl.source import MongoSource
+from etl.settings import EtlSettings
+from etl.source import Source
 from pgpulse.db import connect
+from pgpulse.store.etl_runs import list_rejects
 
 MAX_REPLAY = 10_000  # rejects per replay call; call again for more
 _JSON_OPTIONS = JSONOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
-
-REJECT_COLUMNS = ("id", "run_id", "mongo_id", "reason", "source_id", "created_at", "replayed_at")
 
 
 class ReplayError(ValueError):
     """The replay request names nothing that can be replayed."""
 
 
-def _reject_row(row: Sequence[Any], with_document: bool) -> dict[str, Any]:
-    out = dict(zip(REJECT_COLUMNS, row[: len(REJECT_COLUMNS)], strict=True))
-    out["run_id"] = str(out["run_id"]) if out["run_id"] else None
-    if with_document:
-        out["document"] = row[len(REJECT_COLUMNS)]
-    return out
-
-
-def list_rejects(
-    conn: psycopg.Connection,
-    *,
-    open_only: bool = True,
-    ids: Sequence[int] | None = None,
-    limit: int = 100,
-    with_document: bool = True,
-) -> list[dict[str, Any]]:
-    """Rejects, newest first: open ones only unless ``open_only`` is False."""
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT {}, document FROM etl_rejects "
-            "WHERE (NOT %(open)s OR replayed_at IS NULL) "
-            "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[])) "
-            "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
-        ).format(sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))),
-        {"open": open_only, "ids": list(ids) if ids is not None else None, "limit": limit},
-    ).fetchall()
-    return [_reject_row(r, with_document) for r in rows]
-
-
 def mongo_key(document: dict) -> Any:
-    """The MongoDB _id of a stored reject document (Extended JSON -> BSON value)."""
+    """The MongoDB _id of a stored reject document (Extended JSON -> BSON value): the
+    same value, of the same BSON type, as the document's (``"7"`` stays text, ``7``
+    a number), so a replay claims exactly the rejected document."""
     return json_util.loads(orjson.dumps(document["_id"]).decode(), json_options=_JSON_OPTIONS)
 
 
@@ -85,11 +56,10 @@ class ReplayResult:
 def replay(
     url: str,
     settings: EtlSettings,
+    source: Source,
     *,
     ids: Sequence[int] | None = None,
     all_open: bool = False,
-    source: MongoSource | None = None,
-    client_factory: ClientFactory | None = None,
 ) -> ReplayResult:
     """Send the open rejects ``ids`` (or all open ones, up to MAX_REPLAY) through again.
 
@@ -123,22 +93,15 @@ def replay(
     if not keyed:
         raise ReplayError("none of the named rejects is open" if not all_open else "there are no open rejects")
 
-    own_source = source is None
-    if source is None:
-        source = MongoSource(settings, client_factory)
-    try:
-        result = runs.run(url, settings, trigger="replay", source=source, max_batches=0,
-                          keys=[key for _, key in keyed])
-        with connect(url, autocommit=True) as conn:
-            after = {r["id"]: r for r in list_rejects(
-                conn, open_only=False, ids=[r["id"] for r, _ in keyed], limit=MAX_REPLAY, with_document=False
-            )}
-        pending = [(r, key) for r, key in keyed if after.get(r["id"], {}).get("replayed_at") is None
-                   and after.get(r["id"], {}).get("run_id") != result.run_id]
-        states = source.states([key for _, key in pending]) if pending else {}
-    finally:
-        if own_source:
-            source.close()
+    result = runs.run(url, settings, source, trigger="replay", max_batches=0,
+                      keys=[key for _, key in keyed])
+    with connect(url, autocommit=True) as conn:
+        after = {r["id"]: r for r in list_rejects(
+            conn, open_only=False, ids=[r["id"] for r, _ in keyed], limit=MAX_REPLAY, with_document=False
+        )}
+    pending = [(r, key) for r, key in keyed if after.get(r["id"], {}).get("replayed_at") is None
+               and after.get(r["id"], {}).get("run_id") != result.run_id]
+    states = source.states([key for _, key in pending]) if pending else {}
     for reject, key in keyed:
         now = after.get(reject["id"], {})
         entry: dict[str, Any] = {"id": reject["id"], "mongo_id": reject["mongo_id"]}

@@ -15,9 +15,12 @@ one loads. A crash between any two steps leaves documents ``processing`` (up to
 two batches); once their lease has passed, the next run claims them again and the
 upsert makes the repeat harmless: one row per document.
 
-Every run is recorded: ``running`` while it goes, then ``succeeded`` or
-``failed`` with its error. A ``running`` record found by a run that holds the
-lock belongs to a process that died: it is closed as failed ("abandoned").
+Every run is recorded (by :mod:`pgpulse.store.etl_runs`): ``running`` while it
+goes, then ``succeeded`` or ``failed`` with its error, and where it read from. A
+``running`` record found by a run that holds the lock belongs to a process that
+died: it is closed as failed ("abandoned"). A run that finds nothing because the
+collection is missing or empty says so, naming the database and collection, in its
+record (``warning``), its log line and its answer.
 """
 
 from __future__ import annotations
@@ -32,23 +35,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from etl import load
-from etl.settings import ClientFactory, EtlSettings
-from etl.source import MongoSource, SourceError, scrub
+from etl.settings import EtlSettings
+from etl.source import Source, SourceError, scrub
 from etl.transform import Transformer
 from pgpulse.db import connect
+from pgpulse.store import etl_runs
+from pgpulse.store.etl_runs import ABANDONED, LOCK_NAME
 
 log = logging.getLogger("etl.runs")
 
-LOCK_NAME = "pgpulse_etl"  # the advisory lock key is hashtext() of this
 TRIGGERS = ("api", "schedule", "cli", "replay")
-ABANDONED = "abandoned: the process running it stopped before the run finished"
-
-# Tests inject faults here: called with "claimed", "loaded" (after the PostgreSQL
-# commit, before the MongoDB marks) and "marked" after each batch's step.
-Checkpoint = Callable[[str], None]
+__all__ = ["ABANDONED", "LOCK_NAME", "TRIGGERS", "RunInProgress", "RunResult", "run"]
 
 
 class RunInProgress(RuntimeError):
@@ -74,6 +73,8 @@ class RunResult:
     batches: int = 0
     more: bool = False  # stopped at the batch limit with documents left
     error: str | None = None
+    read_from: str = ""  # hosts/database.collection
+    warning: str | None = None  # e.g. the collection is missing or empty
     started: float = dataclasses.field(default_factory=time.monotonic)
     duration_s: float = 0.0
     # Seconds spent reading (claims and marks in MongoDB), transforming, loading.
@@ -98,6 +99,8 @@ class RunResult:
             "more": self.more,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            "read_from": self.read_from,
+            "warning": self.warning,
         }
 
 
@@ -118,29 +121,14 @@ def _db_now(conn: psycopg.Connection) -> datetime:
     return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
-def _try_lock(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (LOCK_NAME,)).fetchone()[0]
-
-
-def running_run(conn: psycopg.Connection) -> str | None:
-    row = conn.execute(
-        "SELECT id FROM etl_runs WHERE status = 'running' ORDER BY started_at DESC LIMIT 1"
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
 def _record_failure(url: str, conn: psycopg.Connection, result: RunResult) -> None:
     """Close the run record as failed, on a new connection if the run's broke."""
-    sql = (
-        "UPDATE etl_runs SET status = 'failed', finished_at = now(), error = %s "
-        "WHERE id = %s AND status = 'running'"
-    )
     try:
         if conn.broken or conn.closed:
             with connect(url, autocommit=True) as other:
-                other.execute(sql, (result.error, result.run_id))
+                etl_runs.fail(other, result.run_id, result.error)
         else:
-            conn.execute(sql, (result.error, result.run_id))
+            etl_runs.fail(conn, result.run_id, result.error)
     except psycopg.OperationalError as exc:
         # The database is gone: the next run that gets the lock closes this record
         # as abandoned. The run's own error is what the caller must see.
@@ -150,70 +138,54 @@ def _record_failure(url: str, conn: psycopg.Connection, result: RunResult) -> No
 def run(
     url: str,
     settings: EtlSettings,
+    source: Source,
     *,
     trigger: str = "cli",
-    source: MongoSource | None = None,
-    client_factory: ClientFactory | None = None,
     max_batches: int | None = None,
     keys: Sequence[Any] | None = None,
     progress: Progress | None = None,
-    checkpoint: Checkpoint | None = None,
 ) -> RunResult:
-    """Run the ETL once; returns its result (raises RunInProgress, SourceError, ...).
+    """Run the ETL once from ``source``; returns its result (raises RunInProgress,
+    SourceError, ...). The caller owns ``source`` (and closes it).
 
     ``max_batches``: None takes ETL_MAX_BATCHES, 0 means until the backlog is empty.
     ``keys``: a replay of these rejected documents' _id values instead of the backlog.
-    ``source``: a MongoSource to reuse (the proxy keeps one); else one is made from
-    ``client_factory`` and closed at the end.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}")
-    own_source = source is None
-    if source is None:
-        source = MongoSource(settings, client_factory)
     limit = settings.max_batches if max_batches is None else max_batches
-    result = RunResult(str(uuid.uuid4()), trigger)
-    try:
-        with connect(url, autocommit=True, application_name="pgpulse-etl") as conn:
-            if not _try_lock(conn):
-                raise RunInProgress(running_run(conn))
+    result = RunResult(str(uuid.uuid4()), trigger, read_from=source.where)
+    with connect(url, autocommit=True, application_name="pgpulse-etl") as conn:
+        if not etl_runs.try_lock(conn):
+            raise RunInProgress(etl_runs.running_run(conn))
+        try:
+            # Under the lock no other run is going: a 'running' record is left over
+            # from a process that died.
+            etl_runs.close_abandoned(conn)
+            etl_runs.start(conn, result.run_id, trigger, result.read_from)
+            log.info("ETL run %s started (%s) from %s", result.run_id, trigger, result.read_from)
             try:
-                # Under the lock no other run is going: a 'running' record is left over
-                # from a process that died.
-                conn.execute(
-                    "UPDATE etl_runs SET status = 'failed', finished_at = now(), error = %s "
-                    "WHERE status = 'running'",
-                    (ABANDONED,),
-                )
-                conn.execute(
-                    "INSERT INTO etl_runs (id, trigger, status) VALUES (%s, %s, 'running')",
-                    (result.run_id, trigger),
-                )
-                log.info("ETL run %s started (%s) from %s", result.run_id, trigger, source.where)
-                try:
-                    _batches(conn, source, settings, result, limit, keys, progress, checkpoint)
-                except (Exception, KeyboardInterrupt) as exc:
-                    result.status, result.error = "failed", _describe(exc, settings)
-                    result.duration_s = time.monotonic() - result.started
-                    _record_failure(url, conn, result)
-                    log.warning("ETL run %s failed: %s", result.run_id, result.error)
-                    raise
-                result.status = "succeeded"
+                _batches(conn, source, settings, result, limit, keys, progress)
+                if result.claimed == 0 and keys is None:
+                    result.warning = source.why_empty()
+            except (Exception, KeyboardInterrupt) as exc:
+                result.status, result.error = "failed", _describe(exc, settings)
                 result.duration_s = time.monotonic() - result.started
-                conn.execute(
-                    "UPDATE etl_runs SET status = 'succeeded', finished_at = now() WHERE id = %s",
-                    (result.run_id,),
-                )
-                log.info(
-                    "ETL run %s done: %d claimed, %d loaded, %d rejected in %.1f s",
-                    result.run_id, result.claimed, result.loaded, result.rejected, result.duration_s,
-                )
-            finally:
-                if not conn.broken:
-                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (LOCK_NAME,))
-    finally:
-        if own_source:
-            source.close()
+                _record_failure(url, conn, result)
+                log.warning("ETL run %s failed: %s", result.run_id, result.error)
+                raise
+            result.status = "succeeded"
+            result.duration_s = time.monotonic() - result.started
+            etl_runs.succeed(conn, result.run_id, result.warning)
+            if result.warning:
+                log.warning("ETL run %s read nothing: %s", result.run_id, result.warning)
+            log.info(
+                "ETL run %s done: %d claimed, %d loaded, %d rejected in %.1f s",
+                result.run_id, result.claimed, result.loaded, result.rejected, result.duration_s,
+            )
+        finally:
+            if not conn.broken:
+                etl_runs.unlock(conn)
     return result
 
 
@@ -226,13 +198,12 @@ class _Claimed:
 
 def _batches(
     conn: psycopg.Connection,
-    source: MongoSource,
+    source: Source,
     settings: EtlSettings,
     result: RunResult,
     limit: int,
     keys: Sequence[Any] | None,
     progress: Progress | None,
-    checkpoint: Checkpoint | None,
 ) -> None:
     transformer = Transformer(settings)
     load.prepare(conn)
@@ -261,8 +232,6 @@ def _batches(
             timings["read"] += time.perf_counter() - t0
             if not documents:
                 return None
-            if checkpoint:
-                checkpoint("claimed")
             return _Claimed(now, documents, worker.submit(transform, documents))
 
         current = claim()
@@ -276,20 +245,13 @@ def _batches(
             t0 = time.perf_counter()
             with conn.transaction():
                 written = load.write(conn, batch, result.run_id)
-                conn.execute(
-                    "UPDATE etl_runs SET claimed = claimed + %s, loaded = loaded + %s, "
-                    "rejected = rejected + %s WHERE id = %s",
-                    (len(current.documents), written.loaded, written.rejects, result.run_id),
-                )
+                etl_runs.add_batch(conn, result.run_id, len(current.documents), written.loaded,
+                                   written.rejects)
             t1 = time.perf_counter()
             timings["load"] += t1 - t0
-            if checkpoint:
-                checkpoint("loaded")
             source.mark_processed(result.run_id, [row.key for row in batch.rows], current.now)
             source.mark_rejected(result.run_id, [(r.key, r.reason) for r in batch.rejects], current.now)
             timings["mark"] += time.perf_counter() - t1
-            if checkpoint:
-                checkpoint("marked")
             result.batches += 1
             result.claimed += len(current.documents)
             result.loaded += written.loaded
@@ -304,38 +266,3 @@ def _batches(
             # Stopped at the batch limit after a full batch: documents may be waiting.
             result.more = full and not allowed
             current = following
-
-
-# -- the record ------------------------------------------------------------------------
-
-RUN_COLUMNS = ("id", "status", "trigger", "started_at", "finished_at", "claimed", "loaded",
-               "rejected", "error")
-_RUN_SELECT = sql.SQL(", ").join(map(sql.Identifier, RUN_COLUMNS))
-
-
-def _run_row(row: Sequence[Any]) -> dict[str, Any]:
-    out = dict(zip(RUN_COLUMNS, row, strict=True))
-    out["id"] = str(out["id"])
-    finished = out["finished_at"]
-    out["duration_s"] = round((finished - out["started_at"]).total_seconds(), 3) if finished else None
-    return out
-
-
-def list_runs(conn: psycopg.Connection, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
-    """The most recent runs, newest first."""
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT {} FROM etl_runs WHERE %(status)s::text IS NULL OR status = %(status)s "
-            "ORDER BY started_at DESC, id LIMIT %(limit)s"
-        ).format(_RUN_SELECT),
-        {"status": status, "limit": limit},
-    ).fetchall()
-    return [_run_row(r) for r in rows]
-
-
-def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        sql.SQL("SELECT {} FROM etl_runs WHERE id = %s").format(_RUN_SELECT),
-        (run_id,),
-    ).fetchone()
-    return _run_row(row) if row else None

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bson import json_util
 from bson.errors import InvalidId
+from pymongo import uri_parser
+from pymongo.errors import ConfigurationError, InvalidURI
 
 from pgpulse import config
 from pgpulse.config import SettingsError, setting
@@ -24,6 +26,7 @@ OWNED_FIELDS = ("status", "pgpulse_etl")
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SOURCE_LABEL = "source"
+DEFAULT_DATABASE = "pgpulse"  # when neither MONGO_DATABASE nor MONGO_URI names one
 
 
 class FieldList(tuple):
@@ -134,12 +137,13 @@ class EtlSettings:
         accepts="mongodb:// or mongodb+srv:// URL, or empty",
         secret=True,
     )
-    database: str = setting(
+    database: str | None = setting(
         "MONGO_DATABASE",
-        "pgpulse",
-        "MongoDB database holding the readings.",
-        parse=config.as_str,
-        accepts="a database name",
+        None,
+        "MongoDB database holding the readings. Empty: the database MONGO_URI names "
+        f"(mongodb://host/plant), else {DEFAULT_DATABASE}.",
+        parse=config.as_optional_str,
+        accepts="a database name, or empty",
     )
     collection: str = setting(
         "MONGO_COLLECTION",
@@ -245,7 +249,7 @@ class EtlSettings:
 
     def check(self) -> None:
         # Mongo names: fail at start, not at the first run.
-        if not self.database or any(c in self.database for c in '/\\. "$'):
+        if self.database is not None and any(c in self.database for c in '/\\. "$'):
             raise SettingsError(f"MONGO_DATABASE={self.database!r}: not a valid database name")
         if not self.collection or self.collection.startswith(("system.", "$")) or "\x00" in self.collection:
             raise SettingsError(f"MONGO_COLLECTION={self.collection!r}: not a valid collection name")
@@ -259,6 +263,27 @@ class EtlSettings:
     def configured(self) -> bool:
         return bool(self.mongo_uri)
 
+    @property
+    def mongo_database(self) -> str:
+        """The database read: MONGO_DATABASE, else the one MONGO_URI names, else pgpulse."""
+        return self.database or uri_database(self.mongo_uri) or DEFAULT_DATABASE
+
+
+def uri_database(uri: str | None) -> str | None:
+    """The database a MongoDB URI names (``mongodb://host/plant`` -> ``plant``), if any.
+
+    Parsed by pymongo. An SRV URI is parsed in its plain form: its database is in the
+    path like any other, and the plain form needs no DNS lookup. A URI pymongo cannot
+    parse names nothing here; the run says what is wrong with it when it connects.
+    """
+    if not uri:
+        return None
+    plain = "mongodb://" + uri.split("://", 1)[1] if uri.startswith("mongodb+srv://") else uri
+    try:
+        return uri_parser.parse_uri(plain, validate=False)["database"] or None
+    except (InvalidURI, ConfigurationError, ValueError):
+        return None
+
 
 def load_etl(environ: Mapping[str, Any] | None = None, **overrides: Any) -> EtlSettings:
     """ETL settings from ``environ`` (default: the environment and .env).
@@ -270,7 +295,3 @@ def load_etl(environ: Mapping[str, Any] | None = None, **overrides: Any) -> EtlS
         return config.load(EtlSettings, None, **overrides)
     return config.load_mapping(EtlSettings, environ, **overrides)
 
-
-# How a MongoClient is made: pymongo.MongoClient in production; tests pass
-# mongomock.MongoClient (MongoDB cannot be installed on the test machines).
-ClientFactory = Callable[..., Any]

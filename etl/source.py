@@ -12,6 +12,7 @@ and only while still claimed by the same run, so a crash anywhere leaves them
 ``processing`` until the lease expires and the next run takes them again (the load
 is an upsert: loading twice leaves one row).
 
+The database is MONGO_DATABASE, else the one MONGO_URI names, else ``pgpulse``.
 The client is made on first use, with explicit timeouts, so nothing needs MongoDB
 until a run starts. Every pymongo error leaves this module as :class:`SourceError`
 (:class:`SourceUnavailable` when MongoDB cannot be reached) with a message that
@@ -25,14 +26,14 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import pymongo
 from bson.errors import InvalidBSON
 from pymongo import errors as mongo_errors
 
-from etl.settings import ClientFactory, EtlSettings
+from etl.settings import EtlSettings
 
 log = logging.getLogger("etl.source")
 
@@ -97,20 +98,53 @@ def _first_part(exc: BaseException) -> str:
     return text.split(", Timeout:", 1)[0].split(", Topology Description:", 1)[0][:500]
 
 
-class MongoSource:
-    """The reading collection, reached through ``client_factory`` (pymongo.MongoClient
-    unless a test injects mongomock's)."""
+class Source(Protocol):
+    """What a run needs from the store of reading documents (:class:`MongoSource`;
+    tests wrap one to inject faults)."""
 
-    def __init__(self, settings: EtlSettings, client_factory: ClientFactory | None = None) -> None:
+    @property
+    def where(self) -> str:
+        """hosts/database.collection, for messages (no credentials)."""
+
+    def backlog(self, now: datetime) -> int: ...
+
+    def claim(
+        self, run_id: str, now: datetime, lease_until: datetime, limit: int,
+        keys: Sequence[Any] | None = None,
+    ) -> list[dict]: ...
+
+    def mark_processed(self, run_id: str, keys: Sequence[Any], now: datetime) -> int: ...
+
+    def mark_rejected(self, run_id: str, rejects: Sequence[tuple[Any, str]], now: datetime) -> int: ...
+
+    def states(self, keys: Sequence[Any]) -> dict[Any, str]: ...
+
+    def why_empty(self) -> str | None:
+        """Why a run found nothing, when the collection is missing or empty (naming the
+        database and collection); None when it holds documents."""
+
+    def close(self) -> None: ...
+
+
+class MongoSource:
+    """The reading collection in MongoDB, through one pymongo client made on first use
+    and shared by the threads of a process (pymongo clients are thread-safe)."""
+
+    def __init__(self, settings: EtlSettings) -> None:
         self.settings = settings
-        self.client_factory = client_factory or pymongo.MongoClient
         self._client: Any = None
         self._lock = threading.Lock()  # the proxy shares one source between threads
 
     @property
     def where(self) -> str:
         uri = self.settings.mongo_uri or ""
-        return f"{hosts_of(uri)}/{self.settings.database}.{self.settings.collection}"
+        return f"{hosts_of(uri)}/{self.settings.mongo_database}.{self.settings.collection}"
+
+    def open_client(self, uri: str, **options: Any) -> Any:
+        """A MongoDB client for ``uri``: the network edge of the ETL. (The test suite's
+        source overrides this to return mongomock's in-memory client, since MongoDB
+        cannot be installed on the machines the suite runs on.)"""
+        return pymongo.MongoClient(uri, **options)
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -146,7 +180,7 @@ class MongoSource:
                 raise SourceError("MONGO_URI is not set: the ETL has no source")
             with self.errors():
                 try:
-                    self._client = self.client_factory(
+                    self._client = self.open_client(
                         uri,
                         serverSelectionTimeoutMS=self.settings.server_selection_timeout_ms,
                         connectTimeoutMS=self.settings.connect_timeout_ms,
@@ -156,7 +190,7 @@ class MongoSource:
                 except (ValueError, TypeError) as exc:
                     # pymongo reports some malformed URIs (a bad port) as ValueError.
                     raise SourceError(f"MONGO_URI cannot be used: {scrub(_first_part(exc), uri)}") from None
-        return self._client[self.settings.database][self.settings.collection]
+        return self._client[self.settings.mongo_database][self.settings.collection]
 
     def close(self) -> None:
         with self._lock:
@@ -275,6 +309,24 @@ class MongoSource:
                 )
                 marked += result.modified_count
         return marked
+
+    def why_empty(self) -> str | None:
+        """Why a run found nothing to read, when the collection is missing or empty
+        (naming the database and collection read); None when it holds documents."""
+        settings = self.settings
+        where = (f"the collection {settings.collection!r} in database {settings.mongo_database!r} "
+                 f"at {hosts_of(settings.mongo_uri or '')}")
+        with self.errors():
+            col = self.collection()
+            try:
+                names: list[str] | None = col.database.list_collection_names()
+            except mongo_errors.OperationFailure:
+                names = None  # listing collections needs a privilege the ETL's user may lack
+            if col.estimated_document_count() > 0:
+                return None
+        if names is None:
+            return f"{where} is missing or empty"
+        return f"{where} is empty" if settings.collection in names else f"{where} does not exist"
 
     def states(self, keys: Sequence[Any]) -> dict[Any, str]:
         """The status of each of ``keys`` that exists (for replay reports)."""

@@ -1,7 +1,10 @@
 """A reading document -> a ``reading_analytics`` row (and, optionally, samples).
 
-* ``mongo_id``: the ``_id`` as text: an ObjectId as its 24 hex digits, a string as
-  itself, anything else as its Extended JSON text.
+* ``mongo_id``: the ``_id`` as text that keeps its BSON type: an ObjectId as its 24
+  hex digits, anything else as its JSON text in the Extended JSON mapping of
+  :mod:`etl.bsonjson`: a string with its quotes (``"7"``), a number without
+  (``7``), other types as objects (``{"$uuid": "..."}``). So ``{_id: 7}`` and
+  ``{_id: "7"}`` are two rows, and no string can pass for an ObjectId.
 * ``reading_time``: the first of ETL_TIME_FIELDS that is set (not missing, not
   null); a BSON date, RFC 3339 text with a time zone, or Unix seconds (a number of
   magnitude >= 1e11 is taken as milliseconds). None set: the ObjectId's creation
@@ -17,12 +20,14 @@
   a string or object where a number is mapped rejects the document.
 
 A document that cannot become a row is a :class:`Reject` with a reason naming the
-field and what was wrong; it never stops the rest of the batch.
+field and what was wrong; it never stops the rest of the batch, whatever the
+transform meets in it (see ``TRANSFORM_ERRORS``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import uuid
 from collections.abc import Iterable
@@ -38,6 +43,8 @@ from etl import bsonjson
 from etl.settings import OWNED_FIELDS, SOURCE_LABEL, EtlSettings
 from etl.source import Unreadable
 
+log = logging.getLogger("etl.transform")
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLIS_THRESHOLD = 1e11  # 1e11 s is the year 5138; 1e11 ms is 1973
 _MISSING = object()
@@ -46,6 +53,18 @@ _OWNED = frozenset(OWNED_FIELDS)
 
 class Rejected(ValueError):
     """This document cannot be loaded; the message is the reject reason."""
+
+
+# What else transforming one document can raise, from data that no rule above
+# foresaw: ValueError (and UnicodeError: text that is not valid UTF-8, a Decimal128
+# sNaN as a number), TypeError (a value orjson cannot encode), ArithmeticError
+# (OverflowError: a date at the calendar's edge; decimal.InvalidOperation),
+# RecursionError (a document nested deeper than Python's stack). Documents come from
+# another service and may hold anything: such an error makes that one document a
+# reject that records the exception's type and message (and the log keeps the
+# traceback), never a failed batch that would be claimed again on every run and
+# hold back every document behind it. Anything else is a bug and fails the run.
+TRANSFORM_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, ArithmeticError, RecursionError)
 
 
 @dataclasses.dataclass(slots=True)
@@ -115,10 +134,9 @@ def _show(value: Any) -> str:
 
 
 def mongo_id_text(key: Any) -> str:
+    """The stored form of an ``_id``, which keeps its BSON type (see the module doc)."""
     if isinstance(key, ObjectId):
         return str(key)
-    if isinstance(key, str):
-        return key
     return orjson.dumps(bsonjson.convert(key)).decode()
 
 
@@ -162,7 +180,11 @@ def parse_time(value: Any, field: str) -> datetime:
             raise Rejected(f"field {field!r} is text that is not an RFC 3339 time: {_show(value)}") from None
         if parsed.tzinfo is None:
             raise Rejected(f"field {field!r} is a time without a time zone: {_show(value)} (add Z or +hh:mm)")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC, 0001-01-01T00:00+14:00 in year 0.
+            raise Rejected(f"field {field!r} is {_show(value)}, outside the years 1..9999 in UTC") from None
     number = _number(value)
     if number is None:
         raise Rejected(
@@ -191,6 +213,16 @@ def _source_text(value: Any, field: str) -> str | None:
         f"field {field!r} is {a_kind(value)} ({_show(value)}); expected text or an integer "
         "identifying the source"
     )
+
+
+def _too_deep(key: Any) -> bytes:
+    """The stored document of a reject whose document cannot be written out even
+    repaired (nested too deep): its _id, so that it can still be replayed."""
+    note = "the document is nested too deeply to store"
+    try:
+        return orjson.dumps({"_id": bsonjson.repair(key), "$unrepresentable": note})
+    except TRANSFORM_ERRORS:
+        return orjson.dumps({"$unrepresentable": note})
 
 
 class Transformer:
@@ -279,15 +311,23 @@ class Transformer:
         # them storable (text without NUL, valid UTF-8).
         try:
             mongo_id = bsonjson.clean_text(mongo_id_text(key))
-        except bsonjson.Unrepresentable:
-            mongo_id = orjson.dumps(bsonjson.repair(key)).decode()
+        except TRANSFORM_ERRORS:  # Unrepresentable is a ValueError
+            try:
+                mongo_id = orjson.dumps(bsonjson.repair(key)).decode()
+            except TRANSFORM_ERRORS:
+                # An _id nested too deep to write out: such rejects share this key.
+                mongo_id = '{"$unrepresentable":"_id"}'
         try:
             source = self.source_id(document)
-        except Rejected:
+        except (Rejected, *TRANSFORM_ERRORS):
             source = None
         if source is not None:
             source = bsonjson.clean_text(source)
-        return Reject(mongo_id, key, bsonjson.clean_text(reason), bsonjson.dumps_lenient(body), source)
+        try:
+            stored = bsonjson.dumps_lenient(body)
+        except TRANSFORM_ERRORS:
+            stored = _too_deep(key)
+        return Reject(mongo_id, key, bsonjson.clean_text(reason), stored, source)
 
     def batch(self, documents: Iterable[dict]) -> Batch:
         """Rows, samples and rejects of a batch; a bad document never stops the others."""
@@ -300,13 +340,18 @@ class Transformer:
             try:
                 row, samples = self.row(document)
                 if row.mongo_id in seen:
-                    # Two _id values of different types that print alike ("5" and 5,
-                    # an ObjectId and its hex string) would share one row.
-                    raise Rejected(
-                        f"_id {row.mongo_id!r} has the same text as another document's _id in this batch"
-                    )
+                    # Two documents of one _id in a batch (a source that is not
+                    # MongoDB could send them): one row cannot take both.
+                    raise Rejected(f"_id {row.mongo_id} is the _id of another document in this batch")
             except Rejected as exc:
                 out.rejects.append(self.reject(document, str(exc)))
+                continue
+            except TRANSFORM_ERRORS as exc:
+                reject = self.reject(document, f"the document cannot be transformed: "
+                                               f"{type(exc).__name__}: {str(exc)[:500]}")
+                log.warning("document %s rejected: the transform raised %s", reject.mongo_id,
+                            type(exc).__name__, exc_info=True)
+                out.rejects.append(reject)
                 continue
             seen.add(row.mongo_id)
             out.rows.append(row)

@@ -4,8 +4,13 @@
 used *instead of* the environment, with variable names as keys (``{"DATABASE_URL":
 url, "PGPULSE_AUTH": "off"}``): text values are parsed like environment variables,
 other values (ints, bools) are taken as they are. Keys that are not settings of the
-core or the proxy go to ``app.config`` (e.g. ``TESTING``). Other parts of the proxy
-load their own settings from the same mapping: ``state().environ``.
+core or the proxy go to ``app.config`` (e.g. ``TESTING``). Everything the app
+needs from the mapping is loaded here, once (the ETL's settings too); the app keeps
+no copy of the mapping, whose secrets would otherwise live as long as the app.
+
+``create_app`` is a composition root: it builds the ETL service of the sync
+endpoints from the ETL settings and a source, MongoDB at MONGO_URI unless the
+caller passes ``etl_source`` (the test suite passes one backed by mongomock).
 
 Each API area is a blueprint in its own module, listed in BLUEPRINTS. A module
 there exports ``bp`` (a flask.Blueprint) and may export ``OPENAPI`` (the paths it
@@ -21,6 +26,9 @@ from typing import Any
 
 from flask import Flask
 
+from etl.service import EtlService
+from etl.settings import EtlSettings, load_etl
+from etl.source import Source
 from pgpulse import config as settings_config
 from pgpulse.config import SettingsError
 from pgpulse.settings import CoreSettings
@@ -46,11 +54,30 @@ BLUEPRINTS: tuple[str, ...] = (
 
 
 def _settings_keys() -> set[str]:
-    return {spec.env for cls in (CoreSettings, ProxySettings) for _, spec in settings_config.specs(cls)}
+    return {spec.env for cls in (CoreSettings, ProxySettings, EtlSettings)
+            for _, spec in settings_config.specs(cls)}
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the proxy app; opens its database pool (closed by ``close_app``)."""
+def _etl(url: str, environ: Mapping[str, Any], source: Source | None) -> tuple[EtlService | None, str | None]:
+    """The ETL service of the sync endpoints, or None and why the ETL is off. Unusable
+    ETL settings are logged, not raised: the rest of the proxy serves regardless."""
+    try:
+        settings = load_etl(environ)
+    except SettingsError as exc:
+        log.error("the ETL is off, its settings are not usable: %s", exc)
+        return None, f"the ETL settings are not usable: {exc}"
+    if not settings.configured:
+        return None, "the ETL is not configured: MONGO_URI is not set"
+    if source is None:
+        return EtlService.from_settings(url, settings), None
+    return EtlService(url, settings, source), None
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | None = None) -> Flask:
+    """Build the proxy app; opens its database pool (closed by ``close_app``).
+
+    ``etl_source``: where the ETL reads documents from (default: MongoDB at MONGO_URI).
+    """
     environ: Mapping[str, Any] = settings_config.read_environment() if config is None else dict(config)
     core: CoreSettings = settings_config.load_mapping(CoreSettings, environ)
     settings: ProxySettings = settings_config.load_mapping(ProxySettings, environ)
@@ -63,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         known = _settings_keys()
         app.config.update({k: v for k, v in config.items() if k not in known and k.isupper()})
 
+    etl, etl_off = _etl(core.database_url, environ, etl_source)
     pool = make_pool(core.database_url, settings)
     app.extensions[EXTENSION] = ProxyState(
         core=core,
@@ -70,7 +98,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         database_url=core.database_url,
         pool=pool,
         retention=Retention.from_settings(core),
-        environ=environ,
+        etl=etl,
+        etl_off=etl_off,
     )
     errors.register(app)
     metrics.instrument(app)  # first, so that it times every request
@@ -81,12 +110,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         module = importlib.import_module(module_name)
         app.register_blueprint(module.bp)
         openapi_paths.update(getattr(module, "OPENAPI", {}))
-    app.extensions[EXTENSION].extras["openapi_paths"] = openapi_paths
+    app.extensions[EXTENSION].openapi_paths = openapi_paths
     return app
 
 
 def close_app(app: Flask) -> None:
-    """Release what ``create_app`` opened (the database pool)."""
+    """Release what ``create_app`` opened (the database pool, the ETL's client)."""
     state = app.extensions.get(EXTENSION)
     if state is not None:
         state.close()

@@ -1,10 +1,10 @@
-"""What one proxy app holds for its requests: settings, the pool, caches."""
+"""What one proxy app holds for its requests: settings, the pool, caches, the ETL."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,8 +12,10 @@ import psycopg
 from flask import current_app
 from psycopg_pool import ConnectionPool
 
+from etl.service import EtlService
 from pgpulse.settings import CoreSettings
 from pgpulse.tiers import Retention
+from proxy.catalogue import SeriesCache
 from proxy.settings import ProxySettings
 
 EXTENSION = "pgpulse_proxy"
@@ -26,13 +28,19 @@ class ProxyState:
     database_url: str
     pool: ConnectionPool
     retention: Retention
-    # The mapping settings were loaded from (environment, or create_app's config).
-    environ: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The ETL service of the sync endpoints, built by create_app; None when the ETL is
+    # off, and then etl_off says why (the endpoints answer 503 with it).
+    etl: EtlService | None = None
+    etl_off: str | None = None
     # API keys verified recently: key hash -> (expires at monotonic time, key id, scopes).
     key_cache: dict[str, tuple[float, int, frozenset[str]]] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    # Other parts of the proxy (the ETL) may keep their own per-app objects here.
-    extras: dict[str, object] = dataclasses.field(default_factory=dict)
+    # Series ids by (name, labels), shared by the ingest requests.
+    series_cache: SeriesCache = dataclasses.field(default_factory=SeriesCache)
+    # When expired idempotency keys were last swept (monotonic seconds).
+    idempotency_swept: float = 0.0
+    # The OpenAPI paths the blueprint modules add (served by /api/openapi.json).
+    openapi_paths: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -41,12 +49,9 @@ class ProxyState:
             yield conn
 
     def close(self) -> None:
-        """Release the pool and whatever other parts keep in ``extras`` (their
-        ``close()``, e.g. the ETL's MongoDB client)."""
-        for extra in self.extras.values():
-            close = getattr(extra, "close", None)
-            if callable(close):
-                close()
+        """Release the pool and the ETL's MongoDB client."""
+        if self.etl is not None:
+            self.etl.close()
         self.pool.close()
 
 

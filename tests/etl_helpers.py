@@ -2,37 +2,72 @@
 test_api_reading.py); their fixtures are in tests/etl_fixtures.py (loaded with
 ``pytest_plugins = ["etl_fixtures"]``).
 
-MongoDB cannot be installed on the test machines: the source is mongomock's
-in-memory MongoClient, handed to the ETL through the same ``client_factory`` that
-production fills with pymongo.MongoClient (tests/test_etl_mongodb.py runs against a
-real server when MONGO_TEST_URI is set). PostgreSQL is the real server.
+MongoDB cannot be installed on the test machines: the ETL's source is
+:class:`MockSource`, the production MongoSource whose client (the network edge) is
+mongomock's in-memory MongoClient (tests/test_etl_mongodb.py runs against a real
+server when MONGO_TEST_URI is set). Faults come from sources that wrap it
+(:class:`CrashAt`). PostgreSQL is the real server.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from etl.settings import EtlSettings, load_etl
+from etl.source import MongoSource, Source
 
 MONGO_URI = "mongodb://mongo.test:27017"
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
+class MockSource(MongoSource):
+    """The ETL's MongoDB source with mongomock's in-memory client in place of
+    pymongo's; it records the options the ETL opens its client with."""
+
+    def __init__(self, settings: EtlSettings, client: Any) -> None:
+        super().__init__(settings)
+        self.client = client
+        self.opened: list[tuple[str, dict[str, Any]]] = []
+
+    def open_client(self, uri: str, **options: Any) -> Any:
+        self.opened.append((uri, options))
+        return self.client
+
+
 class Crash(BaseException):
-    """A process dying at a checkpoint: not an Exception, so nothing records it."""
+    """A process dying: not an Exception, so nothing records it."""
 
 
-def crash_at(stage: str) -> Callable[[str], None]:
-    def checkpoint(reached: str) -> None:
-        if reached == stage:
-            raise Crash(stage)
+class CrashAt:
+    """A source through which a run dies like its process would, at ``stage``:
 
-    return checkpoint
+    * ``"claimed"``: right after the first claim, before anything is loaded;
+    * ``"loaded"``: at the first mark, after the batch's PostgreSQL commit (the next
+      batch is already claimed by then).
+    """
+
+    def __init__(self, source: Source, stage: str) -> None:
+        if stage not in ("claimed", "loaded"):
+            raise ValueError(stage)
+        self.source, self.stage = source, stage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[dict]:
+        documents = self.source.claim(*args, **kwargs)
+        if self.stage == "claimed" and documents:
+            raise Crash(self.stage)
+        return documents
+
+    def mark_processed(self, *args: Any, **kwargs: Any) -> int:
+        if self.stage == "loaded":
+            raise Crash(self.stage)
+        return self.source.mark_processed(*args, **kwargs)
 
 
 def etl_settings(**env: str) -> EtlSettings:

@@ -2,7 +2,8 @@
 source, status, run) and keyset pagination by cursor.
 
 Readings are loaded by the real ETL from mongomock (MongoDB cannot be installed on
-the test machines; same client_factory path as pymongo); PostgreSQL is real.
+the test machines; read through the production MongoSource, etl_helpers.MockSource);
+PostgreSQL is real.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from etl_helpers import T0, error_of, reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory, etl_app
+pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, etl_app
 
 
 @pytest.fixture

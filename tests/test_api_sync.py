@@ -2,21 +2,30 @@
 MongoDB is down or misconfigured (the rest of the proxy keeps working), the run
 record, rejects and their replay.
 
-The MongoDB side is mongomock (MongoDB cannot be installed on the test machines),
-injected with create_app({"ETL_CLIENT_FACTORY": ...}) into the same code path that
-uses pymongo.MongoClient; the unreachable-server tests use the real pymongo driver
-against a closed port. PostgreSQL is the real server.
+The MongoDB side is mongomock (MongoDB cannot be installed on the test machines):
+create_app(config, etl_source=...) gets the production MongoSource with mongomock's
+client (etl_helpers.MockSource); the unreachable-server tests use the real pymongo
+driver against a closed port. PostgreSQL is the real server.
 """
 
 from __future__ import annotations
 
 import psycopg
 import pytest
-from etl_helpers import closed_port, count, error_of, new_key, reading, statuses
+from etl_helpers import (
+    MockSource,
+    closed_port,
+    count,
+    error_of,
+    etl_settings,
+    new_key,
+    reading,
+    statuses,
+)
 
 from etl import runs
 
-pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory, etl_app
+pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, etl_app
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -57,11 +66,11 @@ def test_concurrent_run_is_409_with_the_running_id(etl_app, db_url, readings):
 def unreachable(**extra: str) -> dict[str, str]:
     return {"MONGO_URI": f"mongodb://etl:hunter2@127.0.0.1:{closed_port()}/",
             "MONGO_SERVER_SELECTION_TIMEOUT_MS": "300", "MONGO_CONNECT_TIMEOUT_MS": "300",
-            "ETL_CLIENT_FACTORY": None, **extra}
+            **extra}
 
 
 def test_unreachable_mongodb_is_503_recorded_and_nothing_partial(etl_app, conn):
-    client = etl_app(**unreachable()).test_client()
+    client = etl_app(mock=False, **unreachable()).test_client()
     body = error_of(client.post("/api/sync/reading"), 503)
     assert "is unreachable" in body["error"] and "hunter2" not in body["error"]
     runs_body = client.get("/api/sync/runs").json["runs"]
@@ -84,7 +93,7 @@ def test_unreachable_mongodb_is_503_recorded_and_nothing_partial(etl_app, conn):
     ],
 )
 def test_bad_or_missing_uri_is_a_clear_503_and_the_proxy_keeps_working(etl_app, conn, uri, message):
-    app = etl_app(MONGO_URI=uri, ETL_CLIENT_FACTORY=None)  # the app starts regardless
+    app = etl_app(mock=False, MONGO_URI=uri)  # the app starts regardless
     client = app.test_client()
     assert message in error_of(client.post("/api/sync/reading"), 503)["error"]
     assert client.get("/health").status_code == 200
@@ -186,8 +195,31 @@ def test_closing_the_app_closes_its_mongodb_client(db_url, readings, mongo):
 
     readings.insert_many([reading(i) for i in range(3)])
     app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "off", "TESTING": True,
-                      "MONGO_URI": "mongodb://mongo.invalid:27017",
-                      "ETL_CLIENT_FACTORY": lambda uri, **options: Recording(mongo)})
+                      "MONGO_URI": "mongodb://mongo.invalid:27017"},
+                     etl_source=MockSource(etl_settings(), Recording(mongo)))
     assert app.test_client().post("/api/sync/reading").status_code == 200
     close_app(app)
     assert closed == [True]
+
+
+def test_the_app_keeps_no_copy_of_the_environment_and_no_secret(etl_app):
+    """The ETL is built when the app is: the state has typed parts, and neither it nor
+    app.config holds the MongoDB URI's password."""
+    import dataclasses
+
+    from proxy.state import EXTENSION
+
+    app = etl_app(MONGO_URI="mongodb://etl:hunter2@mongo.test:27017/plant")
+    state = app.extensions[EXTENSION]
+    assert not hasattr(state, "environ") and not hasattr(state, "extras")
+    assert state.etl is not None and state.etl.where == "mongo.test:27017/plant.readings"
+    assert "MONGO_URI" not in app.config
+    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    assert "hunter2" not in repr({k: v for k, v in fields.items() if k != "etl"})
+
+
+def test_an_empty_collection_is_named_in_the_answer(etl_app, mongo):
+    body = etl_app(MONGO_URI="mongodb://mongo.test:27017/plant").test_client().post("/api/sync/reading").json
+    assert (body["status"], body["claimed"]) == ("succeeded", 0)
+    assert body["read_from"] == "mongo.test:27017/plant.readings"
+    assert body["warning"] == "the collection 'readings' in database 'plant' at mongo.test:27017 does not exist"

@@ -1,9 +1,9 @@
 """``pgpulse etl run|runs|rejects|replay`` against the real PostgreSQL of the suite.
 
-The MongoDB side is mongomock (MongoDB cannot be installed on the test machines),
-passed to the command functions as the client_factory that is pymongo.MongoClient
-when they run from the shell; failure paths run through ``pgpulse`` itself with the
-real pymongo driver.
+The MongoDB side is mongomock (MongoDB cannot be installed on the test machines):
+the ``mocked_mongo`` fixture makes the production MongoSource that the commands
+build open mongomock's client instead of pymongo's; failure paths run through
+``pgpulse`` itself with the real pymongo driver.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from etl_helpers import MONGO_URI, closed_port, count, reading, statuses
 
 from pgpulse import cli
 
-pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory
+pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, mocked_mongo
 
 
 @pytest.fixture
@@ -26,18 +26,16 @@ def env(db_url, monkeypatch, tmp_path):
     return db_url
 
 
-def etl(argv: list[str], factory=None) -> int:
+def etl(argv: list[str]) -> int:
     args = cli.build_parser().parse_args(["etl", *argv])
-    if factory is not None:
-        return args.func(args, client_factory=factory)
     return args.func(args)
 
 
-def test_run_drains_the_backlog_with_progress(env, conn, readings, factory, capsys, monkeypatch):
+def test_run_drains_the_backlog_with_progress(env, conn, readings, mocked_mongo, capsys, monkeypatch):
     monkeypatch.setenv("ETL_BATCH_SIZE", "40")
     monkeypatch.setenv("ETL_MAX_BATCHES", "1")  # the API's limit; the CLI goes on regardless
     readings.insert_many([reading(i) for i in range(100)] + [reading(200, time=[])])
-    assert etl(["run"], factory) == 0
+    assert etl(["run"]) == 0
     out = capsys.readouterr()
     assert "101 claimed, 100 loaded (100 new, 0 changed), 1 rejected" in out.out
     lines = out.err.strip().splitlines()
@@ -47,16 +45,16 @@ def test_run_drains_the_backlog_with_progress(env, conn, readings, factory, caps
     assert statuses(readings) == {"processed": 100, "rejected": 1}
 
 
-def test_run_json_and_quiet(env, readings, factory, capsys):
+def test_run_json_and_quiet(env, readings, mocked_mongo, capsys):
     readings.insert_one(reading(1))
-    assert etl(["run", "--json", "--quiet"], factory) == 0
+    assert etl(["run", "--json", "--quiet"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["loaded"] == 1 and out.err == ""
 
 
-def test_runs_rejects_and_replay(env, readings, factory, capsys):
+def test_runs_rejects_and_replay(env, readings, mocked_mongo, capsys):
     bad = readings.insert_one(reading(1, time="later")).inserted_id
-    etl(["run", "--quiet"], factory)
+    etl(["run", "--quiet"])
     capsys.readouterr()
 
     assert etl(["runs"]) == 0
@@ -68,7 +66,7 @@ def test_runs_rejects_and_replay(env, readings, factory, capsys):
     reject_id = int(listing.split()[0])
 
     readings.update_one({"_id": bad}, {"$set": {"time": "2026-11-20T12:00:00Z"}})
-    assert etl(["replay", str(reject_id)], factory) == 0
+    assert etl(["replay", str(reject_id)]) == 0
     out = capsys.readouterr()
     assert f"{reject_id:>6}  {bad}  loaded" in out.out
     assert "1 loaded, 0 rejected again" in out.err
@@ -98,3 +96,13 @@ def test_unreachable_mongodb_is_a_clear_failure(env, monkeypatch, conn, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pgpulse: ETL run failed: MongoDB at 127.0.0.1:") and "is unreachable" in err
     assert conn.execute("SELECT status FROM etl_runs").fetchone()[0] == "failed"
+
+
+def test_a_run_that_reads_nothing_says_which_collection(env, monkeypatch, mocked_mongo, capsys, caplog):
+    monkeypatch.setenv("MONGO_URI", "mongodb://mongo.test:27017/plant")
+    assert etl(["run", "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "0 claimed" in out.out
+    said = "the collection 'readings' in database 'plant' at mongo.test:27017 does not exist"
+    assert f"warning: {said}" in out.err
+    assert said in caplog.text

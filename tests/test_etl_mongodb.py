@@ -15,10 +15,11 @@ import pymongo
 import pytest
 from bson import Decimal128, Int64
 from bson.binary import Binary
-from etl_helpers import Crash, count, crash_at, statuses
+from etl_helpers import Crash, CrashAt, count, statuses
 
-from etl import runs
+from etl.service import EtlService
 from etl.settings import load_etl
+from etl.source import MongoSource
 
 MONGO_TEST_URI = os.environ.get("MONGO_TEST_URI")
 pytestmark = pytest.mark.skipif(not MONGO_TEST_URI, reason="MONGO_TEST_URI is not set: no real MongoDB to test against")
@@ -52,9 +53,10 @@ def test_real_server_end_to_end_with_a_crash(db_url, conn, collection):
     settings = settings_for(collection, ETL_BATCH_SIZE="20", ETL_LEASE_SECONDS="0.5")
 
     with pytest.raises(Crash):
-        runs.run(db_url, settings, max_batches=0, checkpoint=crash_at("loaded"))
+        EtlService(db_url, settings, CrashAt(MongoSource(settings), "loaded")).run(max_batches=0)
     time.sleep(0.7)
-    result = runs.run(db_url, settings, max_batches=0)
+    etl = EtlService.from_settings(db_url, settings)
+    result = etl.run(max_batches=0)
     assert result.claimed == 51 and result.rejected == 1
     assert count(conn, "SELECT count(*) FROM reading_analytics") == 50
     assert count(conn, "SELECT count(DISTINCT mongo_id) FROM reading_analytics") == 50
@@ -64,4 +66,5 @@ def test_real_server_end_to_end_with_a_crash(db_url, conn, collection):
     ).fetchone()[0]
     assert payload["value"] == {"$numberDecimal": "3.50"} and payload["count"] == 3
     assert payload["tag"] == {"$uuid": str(uuid.UUID(int=3))}
-    assert runs.run(db_url, settings).claimed == 0
+    assert etl.run().claimed == 0
+    etl.close()

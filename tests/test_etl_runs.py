@@ -1,9 +1,9 @@
 """ETL runs end to end: claim, load, mark; exactly-once across crashes; the record.
 
 The MongoDB side is mongomock (MongoDB cannot be installed on the test machines),
-reached through the same client_factory path as pymongo in production; the
-unreachable-server test uses the real pymongo driver against a closed port.
-PostgreSQL is the real server.
+read through the production MongoSource (etl_helpers.MockSource); crashes come from
+a wrapping source (CrashAt). The unreachable-server test uses the real pymongo
+driver against a closed port. PostgreSQL is the real server.
 """
 
 from __future__ import annotations
@@ -20,13 +20,24 @@ from bson.binary import Binary
 from bson.code import Code
 from bson.datetime_ms import DatetimeMS
 from bson.errors import InvalidBSON
-from etl_helpers import Crash, closed_port, count, crash_at, etl_settings, reading, statuses
+from etl_helpers import (
+    Crash,
+    CrashAt,
+    MockSource,
+    closed_port,
+    count,
+    etl_settings,
+    reading,
+    statuses,
+)
 from pymongo.errors import AutoReconnect
 
 from etl import runs
+from etl.service import EtlService
 from etl.source import SourceError, SourceUnavailable
+from pgpulse.store import etl_runs
 
-pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, factory
+pytest_plugins = ["etl_fixtures"]  # fixtures: mongo, readings, etl
 
 ROWS = "SELECT count(*) FROM reading_analytics"
 T_ODD = datetime(2026, 11, 20, 12, 0, 0, 250000, tzinfo=UTC)
@@ -39,9 +50,10 @@ def snapshot(conn) -> list[tuple]:
     ).fetchall()
 
 
-def test_run_loads_marks_and_records(db_url, conn, readings, factory):
+def test_run_loads_marks_and_records(db_url, conn, readings, etl):
     readings.insert_many([reading(i) for i in range(25)])
-    result = runs.run(db_url, etl_settings(ETL_BATCH_SIZE="10"), client_factory=factory, max_batches=0)
+    service = etl(etl_settings(ETL_BATCH_SIZE="10"))
+    result = service.run(max_batches=0)
 
     assert (result.status, result.claimed, result.loaded, result.rejected, result.batches) == (
         "succeeded", 25, 25, 0, 3)
@@ -56,16 +68,16 @@ def test_run_loads_marks_and_records(db_url, conn, readings, factory):
     assert doc["pgpulse_etl"]["run_id"] == result.run_id
     assert "lease_until" not in doc["pgpulse_etl"]
     # The client was made with explicit timeouts and tz-aware, lenient decoding.
-    uri, options = factory.calls[0]
+    uri, options = service.source.opened[0]
     assert options["serverSelectionTimeoutMS"] == 5000
     assert options["connectTimeoutMS"] == 5000 and options["socketTimeoutMS"] == 30000
     assert options["tz_aware"] is True and options["datetime_conversion"] == "DATETIME_AUTO"
     assert options["uuidRepresentation"] == "unspecified"
 
 
-def test_row_columns_and_payload(db_url, conn, readings, factory):
+def test_row_columns_and_payload(db_url, conn, readings, etl):
     oid = readings.insert_one(reading(1, nested={"a": [1, {"b": None}]})).inserted_id
-    runs.run(db_url, etl_settings(), client_factory=factory)
+    etl(etl_settings()).run()
     mongo_id, reading_time, source, payload = conn.execute(
         "SELECT mongo_id, reading_time, source_id, payload FROM reading_analytics"
     ).fetchone()
@@ -78,24 +90,24 @@ def test_row_columns_and_payload(db_url, conn, readings, factory):
                        "nested": {"a": [1, {"b": None}]}}
 
 
-def test_user_filter_limits_what_is_claimed(db_url, conn, readings, factory):
+def test_user_filter_limits_what_is_claimed(db_url, conn, readings, etl):
     readings.insert_many([reading(i, site="north" if i % 2 else "south") for i in range(10)])
-    result = runs.run(db_url, etl_settings(ETL_FILTER='{"site": "north"}'), client_factory=factory)
+    result = etl(etl_settings(ETL_FILTER='{"site": "north"}')).run()
     assert result.loaded == 5
     assert statuses(readings) == {"processed": 5, "ingested": 5}
 
 
-def test_batch_limit_leaves_the_rest_for_the_next_run(db_url, conn, readings, factory):
+def test_batch_limit_leaves_the_rest_for_the_next_run(db_url, conn, readings, etl):
     readings.insert_many([reading(i) for i in range(25)])
     settings = etl_settings(ETL_BATCH_SIZE="10", ETL_MAX_BATCHES="2")
-    first = runs.run(db_url, settings, client_factory=factory)
+    first = etl(settings).run()
     assert (first.claimed, first.more) == (20, True)
-    second = runs.run(db_url, settings, client_factory=factory)
+    second = etl(settings).run()
     assert (second.claimed, second.more) == (5, False)
     assert count(conn, ROWS) == 25
 
 
-def test_bad_documents_become_rejects_and_never_block_the_batch(db_url, conn, readings, factory):
+def test_bad_documents_become_rejects_and_never_block_the_batch(db_url, conn, readings, etl):
     good = [reading(i) for i in range(5)]
     bad = [
         reading(10, time="yesterday"),           # text that is no time
@@ -106,12 +118,12 @@ def test_bad_documents_become_rejects_and_never_block_the_batch(db_url, conn, re
         {"_id": "no-time", "status": "ingested"},  # no time and no ObjectId to fall back on
     ]
     readings.insert_many(good[:2] + bad + good[2:])
-    result = runs.run(db_url, etl_settings(ETL_BATCH_SIZE="100"), client_factory=factory)
+    result = etl(etl_settings(ETL_BATCH_SIZE="100")).run()
 
     assert (result.claimed, result.loaded, result.rejected) == (11, 5, 6)
     assert count(conn, ROWS) == 5
     reasons = dict(conn.execute("SELECT mongo_id, reason FROM etl_rejects").fetchall())
-    assert reasons["no-time"].startswith("no reading time: none of the fields time, timestamp")
+    assert reasons['"no-time"'].startswith("no reading time: none of the fields time, timestamp")
     assert len(reasons) == 6
     assert any("'yesterday'" in r for r in reasons.values())
     assert any("field 'note' contains a NUL character" in r for r in reasons.values())
@@ -123,13 +135,13 @@ def test_bad_documents_become_rejects_and_never_block_the_batch(db_url, conn, re
     assert doc["note"] == "nul\ufffdinside"
 
 
-def test_missing_and_null_fields_fall_back(db_url, conn, readings, factory):
+def test_missing_and_null_fields_fall_back(db_url, conn, readings, etl):
     oid = ObjectId()
     readings.insert_many([
         {"_id": oid, "status": "ingested", "time": None, "device_id": None, "sensor_id": 42},
         {"status": "ingested", "value": 1},  # nothing but an ObjectId
     ])
-    result = runs.run(db_url, etl_settings(), client_factory=factory)
+    result = etl(etl_settings()).run()
     assert (result.loaded, result.rejected) == (2, 0)
     t, source = conn.execute(
         "SELECT reading_time, source_id FROM reading_analytics WHERE mongo_id = %s", (str(oid),)
@@ -138,21 +150,21 @@ def test_missing_and_null_fields_fall_back(db_url, conn, readings, factory):
     assert count(conn, "SELECT count(*) FROM reading_analytics WHERE source_id IS NULL") == 1
 
 
-def test_duplicates_across_runs_keep_one_row(db_url, conn, readings, factory):
+def test_duplicates_across_runs_keep_one_row(db_url, conn, readings, etl):
     settings = etl_settings()
     oid = readings.insert_one(reading(1)).inserted_id
-    runs.run(db_url, settings, client_factory=factory)
+    etl(settings).run()
     before = snapshot(conn)
 
     # The producer ingests the same document again, unchanged: nothing is rewritten.
     readings.update_one({"_id": oid}, {"$set": {"status": "ingested"}})
-    again = runs.run(db_url, settings, client_factory=factory)
+    again = etl(settings).run()
     assert (again.claimed, again.inserted, again.updated, again.unchanged) == (1, 0, 0, 1)
     assert snapshot(conn) == before
 
     # ... and changed: the one row follows the document.
     readings.update_one({"_id": oid}, {"$set": {"status": "ingested", "temperature": 99.5}})
-    changed = runs.run(db_url, settings, client_factory=factory)
+    changed = etl(settings).run()
     assert (changed.inserted, changed.updated) == (0, 1)
     assert count(conn, ROWS) == 1
     payload, run_id = conn.execute("SELECT payload, run_id FROM reading_analytics").fetchone()
@@ -160,7 +172,7 @@ def test_duplicates_across_runs_keep_one_row(db_url, conn, readings, factory):
 
     # The same content under another _id is another reading.
     readings.insert_one(reading(1))
-    runs.run(db_url, settings, client_factory=factory)
+    etl(settings).run()
     assert count(conn, ROWS) == 2
 
 
@@ -172,29 +184,30 @@ def test_duplicates_across_runs_keep_one_row(db_url, conn, readings, factory):
     ],
 )
 def test_crash_then_new_run_after_lease_gives_exactly_one_row_per_document(
-    db_url, conn, readings, factory, stage, held, rows_after_crash
+    db_url, conn, mongo, readings, etl, stage, held, rows_after_crash
 ):
     """A crash after claiming (before loading) or after the PostgreSQL commit (before
     the MongoDB marks): the next run after the lease takes the claims again."""
     readings.insert_many([reading(i) for i in range(25)])
     settings = etl_settings(ETL_BATCH_SIZE="10", ETL_LEASE_SECONDS="0.3", ETL_SERIES="temperature")
 
+    crashing = EtlService(db_url, settings, CrashAt(MockSource(settings, mongo), stage))
     with pytest.raises(Crash):
-        runs.run(db_url, settings, client_factory=factory, max_batches=0, checkpoint=crash_at(stage))
+        crashing.run(max_batches=0)
     assert count(conn, ROWS) == rows_after_crash
     assert statuses(readings) == {"processing": held, "ingested": 25 - held}
     crashed = conn.execute("SELECT id FROM etl_runs WHERE status = 'running'").fetchone()[0]
 
     # Straight away the claims still hold: the next run takes only the rest, and
     # closes the dead run's record.
-    second = runs.run(db_url, settings, client_factory=factory, max_batches=0)
+    second = etl(settings).run(max_batches=0)
     assert second.claimed == 25 - held
     assert statuses(readings) == {"processing": held, "processed": 25 - held}
     assert conn.execute("SELECT status, error FROM etl_runs WHERE id = %s", (crashed,)).fetchone() == (
         "failed", runs.ABANDONED)
 
     time.sleep(0.4)  # past the lease
-    third = runs.run(db_url, settings, client_factory=factory, max_batches=0)
+    third = etl(settings).run(max_batches=0)
     assert third.claimed == held
     assert (third.inserted, third.unchanged) == (held - rows_after_crash, rows_after_crash)
     assert statuses(readings) == {"processed": 25}
@@ -203,7 +216,7 @@ def test_crash_then_new_run_after_lease_gives_exactly_one_row_per_document(
     assert count(conn, "SELECT count(*) FROM samples") == 25
 
     before = snapshot(conn)
-    last = runs.run(db_url, settings, client_factory=factory, max_batches=0)
+    last = etl(settings).run(max_batches=0)
     assert (last.claimed, last.loaded) == (0, 0)
     assert snapshot(conn) == before
     assert count(conn, "SELECT count(*) FROM samples") == 25
@@ -241,21 +254,21 @@ class FlakyMongo:
 
 
 def test_mongodb_lost_after_commit_fails_the_run_and_the_next_run_completes(
-    db_url, conn, readings, mongo
+    db_url, conn, readings, mongo, etl
 ):
     readings.insert_many([reading(i) for i in range(5)])
     settings = etl_settings(ETL_LEASE_SECONDS="0.2")
     # update_many calls: 1 = claim, 2 = mark processed (after the commit).
     flaky = FlakyMongo(mongo, fail_on=2)
     with pytest.raises(SourceUnavailable, match="unreachable: connection reset by peer"):
-        runs.run(db_url, settings, client_factory=lambda *a, **k: flaky)
+        etl(settings, flaky).run()
     status, error = conn.execute("SELECT status, error FROM etl_runs").fetchone()
     assert status == "failed" and "connection reset by peer" in error
     assert count(conn, ROWS) == 5
     assert statuses(readings) == {"processing": 5}
 
     time.sleep(0.3)
-    result = runs.run(db_url, settings, client_factory=lambda *a, **k: mongo)
+    result = etl(settings).run()
     assert (result.claimed, result.unchanged) == (5, 5)
     assert statuses(readings) == {"processed": 5}
     assert count(conn, ROWS) == count(conn, DISTINCT) == 5
@@ -268,7 +281,7 @@ def test_unreachable_mongodb_records_a_failed_run_and_writes_nothing(db_url, con
         MONGO_CONNECT_TIMEOUT_MS="300",
     )
     with pytest.raises(SourceUnavailable) as caught:
-        runs.run(db_url, settings)  # the real pymongo.MongoClient
+        EtlService.from_settings(db_url, settings).run()  # the real pymongo.MongoClient
     message = str(caught.value)
     assert "MongoDB at 127.0.0.1" in message and "is unreachable" in message
     assert "s3cret" not in message
@@ -278,48 +291,48 @@ def test_unreachable_mongodb_records_a_failed_run_and_writes_nothing(db_url, con
     assert count(conn, "SELECT count(*) FROM etl_rejects") == 0
     # The lock was released: the next run can start (and fails the same way).
     with pytest.raises(SourceUnavailable):
-        runs.run(db_url, settings)
+        EtlService.from_settings(db_url, settings).run()
 
 
 def test_unusable_uri_is_a_clear_error(db_url, conn):
     settings = etl_settings(MONGO_URI="mongodb://user:pw@host:notaport/")
     with pytest.raises(SourceError, match="MONGO_URI cannot be used: Port contains non-digit") as caught:
-        runs.run(db_url, settings)
+        EtlService.from_settings(db_url, settings).run()
     assert "pw" not in str(caught.value).replace("port", "")
     assert conn.execute("SELECT status FROM etl_runs").fetchone()[0] == "failed"
 
 
-def test_second_run_while_one_holds_the_lock_is_refused(db_url, conn, readings, factory):
+def test_second_run_while_one_holds_the_lock_is_refused(db_url, conn, readings, etl):
     readings.insert_one(reading(1))
     holder_id = "8c1f3c8e-6b1f-4f0a-9d67-0f6f1d7c2a11"
     with psycopg.connect(db_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(hashtext(%s))", (runs.LOCK_NAME,))
         other.execute("INSERT INTO etl_runs (id, trigger) VALUES (%s, 'api')", (holder_id,))
         with pytest.raises(runs.RunInProgress) as caught:
-            runs.run(db_url, etl_settings(), client_factory=factory)
+            etl(etl_settings()).run()
         assert caught.value.run_id == holder_id
         assert statuses(readings) == {"ingested": 1}
         assert count(conn, "SELECT count(*) FROM etl_runs") == 1  # no record for the refused run
     # The holder's session ended: its lock went with it.
-    result = runs.run(db_url, etl_settings(), client_factory=factory)
+    result = etl(etl_settings()).run()
     assert result.loaded == 1
 
 
-def test_list_and_get_runs(db_url, conn, readings, factory):
+def test_list_and_get_runs(db_url, conn, readings, etl):
     readings.insert_one(reading(1))
-    first = runs.run(db_url, etl_settings(), client_factory=factory)
-    second = runs.run(db_url, etl_settings(), client_factory=factory)
-    listed = runs.list_runs(conn)
+    first = etl(etl_settings()).run()
+    second = etl(etl_settings()).run()
+    listed = etl_runs.list_runs(conn)
     assert [r["id"] for r in listed] == [second.run_id, first.run_id]
     assert listed[1]["loaded"] == 1 and listed[1]["duration_s"] >= 0
-    assert runs.get_run(conn, first.run_id)["status"] == "succeeded"
-    assert runs.list_runs(conn, status="failed") == []
+    assert etl_runs.get_run(conn, first.run_id)["status"] == "succeeded"
+    assert etl_runs.list_runs(conn, status="failed") == []
 
 
-def test_progress_reports_backlog_and_batches(db_url, readings, factory):
+def test_progress_reports_backlog_and_batches(db_url, readings, etl):
     readings.insert_many([reading(i) for i in range(25)])
     seen = []
-    runs.run(db_url, etl_settings(ETL_BATCH_SIZE="10"), client_factory=factory, max_batches=0,
+    etl(etl_settings(ETL_BATCH_SIZE="10")).run(max_batches=0,
              progress=lambda r: seen.append((r.backlog, r.batches, r.claimed)))
     assert seen == [(25, 0, 0), (25, 1, 10), (25, 2, 20), (25, 3, 25)]
 
@@ -364,10 +377,9 @@ class BadBytes:
         pass
 
 
-def test_undecodable_document_is_rejected_alone(db_url, conn, readings, mongo):
+def test_undecodable_document_is_rejected_alone(db_url, conn, readings, mongo, etl):
     ids = readings.insert_many([reading(i) for i in range(5)]).inserted_ids
-    client = BadBytes(mongo, ids[2])
-    result = runs.run(db_url, etl_settings(), client_factory=lambda *a, **k: client)
+    result = etl(etl_settings(), BadBytes(mongo, ids[2])).run()
     assert (result.claimed, result.loaded, result.rejected) == (5, 4, 1)
     mongo_id, reason, document = conn.execute("SELECT mongo_id, reason, document FROM etl_rejects").fetchone()
     assert mongo_id == str(ids[2])
@@ -376,7 +388,7 @@ def test_undecodable_document_is_rejected_alone(db_url, conn, readings, mongo):
     assert readings.find_one({"_id": ids[2]})["status"] == "rejected"
 
 
-def test_odd_bson_types_reach_jsonb_as_documented(db_url, conn, readings, factory):
+def test_odd_bson_types_reach_jsonb_as_documented(db_url, conn, readings, etl):
     u = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
     oid = readings.insert_one({
         "status": "ingested", "time": T_ODD, "device_id": Int64(77),
@@ -386,7 +398,7 @@ def test_odd_bson_types_reach_jsonb_as_documented(db_url, conn, readings, factor
         "code": Code("f()"), "ref": DBRef("c", 1), "mk": MinKey(), "Mk": MaxKey(),
         "nested": {"list": [[], {}, [None, {"deep": Decimal128("-1E+3")}]]}, "text": "naïve ☃ \U0001F600",
     }).inserted_id
-    result = runs.run(db_url, etl_settings(), client_factory=factory)
+    result = etl(etl_settings()).run()
     assert (result.loaded, result.rejected) == (1, 0)
     source, payload = conn.execute("SELECT source_id, payload FROM reading_analytics").fetchone()
     assert source == "77"
@@ -406,3 +418,113 @@ def test_odd_bson_types_reach_jsonb_as_documented(db_url, conn, readings, factor
     assert conn.execute(
         "SELECT (payload->'dec'->>'$numberDecimal')::numeric, (payload->>'big')::numeric FROM reading_analytics"
     ).fetchone() == (Decimal("0.1000"), Decimal(2**62))
+
+
+def nested(depth: int) -> dict:
+    top: dict = {}
+    inner = top
+    for _ in range(depth):
+        inner["a"] = {}
+        inner = inner["a"]
+    return top
+
+
+class Splicing:
+    """A source that hands a run, between the documents it claims, documents that
+    mongomock cannot hold but a driver can hand over (its decoders are lenient)."""
+
+    def __init__(self, source, extra: list[dict]) -> None:
+        self.source, self.extra = source, extra
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+    def claim(self, *args, **kwargs):
+        documents = self.source.claim(*args, **kwargs)
+        if documents and self.extra:
+            spliced = []
+            for document in documents:
+                spliced.append(document)
+                if self.extra:
+                    spliced.append(self.extra.pop(0))
+            return spliced
+        return documents
+
+
+def test_any_error_in_a_document_makes_it_a_reject_and_the_good_ones_load(db_url, conn, readings, mongo):
+    """Whatever a transform meets in one document (dates past the calendar's edge, too
+    deep nesting, keys that are not UTF-8, values of no BSON type the ETL maps), that
+    document becomes a reject with the reason, and the others load."""
+    readings.insert_many([reading(i) for i in range(8)] + [
+        {"_id": "late", "status": "ingested", "time": "9999-12-31T23:59:59-14:00"},
+        {"_id": "early", "status": "ingested", "time": "0001-01-01T00:00:00+14:00"},
+    ])
+    hostile = [
+        reading(20, _id="deep", nest=nested(3000)),                  # RecursionError
+        reading(21, _id="deeper-than-json", nest=nested(300)),       # orjson's nesting limit
+        reading(22, _id="bad-key", **{"caf\udce9": 1}),              # a key that is not UTF-8
+        reading(23, _id="snan", time=Decimal128("sNaN")),            # ValueError from decimal
+        reading(24, _id="no-bson-type", tags={"a", "b"}),            # a type with no mapping
+    ]
+    settings = etl_settings(ETL_BATCH_SIZE="100")
+    result = EtlService(db_url, settings, Splicing(MockSource(settings, mongo), hostile)).run()
+
+    assert (result.status, result.claimed, result.loaded, result.rejected) == ("succeeded", 15, 8, 7)
+    assert count(conn, ROWS) == 8
+    reasons = dict(conn.execute("SELECT mongo_id, reason FROM etl_rejects").fetchall())
+    assert reasons['"late"'] == (
+        "field 'time' is '9999-12-31T23:59:59-14:00', outside the years 1..9999 in UTC")
+    assert reasons['"early"'] == (
+        "field 'time' is '0001-01-01T00:00:00+14:00', outside the years 1..9999 in UTC")
+    assert reasons['"deep"'].startswith("the document cannot be transformed: RecursionError: ")
+    assert reasons['"deeper-than-json"'] == "field 'nest' is nested more than 254 levels deep"
+    assert reasons['"bad-key"'] == "field 'caf\\udce9' is not valid UTF-8 text"
+    assert reasons['"snan"'] == (
+        "the document cannot be transformed: ValueError: cannot convert signaling NaN to float")
+    assert reasons['"no-bson-type"'] == "field 'tags' has a value of type set that has no JSON form"
+    # The document of each reject is kept as far as it can be stored.
+    deep = conn.execute("SELECT document FROM etl_rejects WHERE mongo_id = '\"deep\"'").fetchone()[0]
+    assert deep == {"_id": "deep", "$unrepresentable": "the document is nested too deeply to store"}
+    assert statuses(readings) == {"processed": 8, "rejected": 2}
+
+
+def test_ids_that_differ_only_in_bson_type_are_two_documents(db_url, conn, readings, etl):
+    readings.insert_many([reading(1, _id=7), reading(2, _id="7")])
+    oid = readings.insert_one(reading(3)).inserted_id
+    readings.insert_one(reading(4, _id=str(oid)))  # a string that reads like the ObjectId
+    result = etl(etl_settings()).run()
+    assert (result.loaded, result.rejected) == (4, 0)
+    rows = dict(conn.execute("SELECT mongo_id, payload FROM reading_analytics").fetchall())
+    assert set(rows) == {"7", '"7"', str(oid), f'"{oid}"'}
+    assert rows["7"]["_id"] == 7 and rows["7"]["temperature"] == 20.1
+    assert rows['"7"']["_id"] == "7" and rows['"7"']["temperature"] == 20.2
+    # Loading them again changes nothing: each document keeps its own row.
+    readings.update_many({}, {"$set": {"status": "ingested"}})
+    again = etl(etl_settings()).run()
+    assert (again.unchanged, count(conn, ROWS)) == (4, 4)
+
+
+def test_the_database_named_in_the_uri_is_read(db_url, conn, mongo, etl):
+    mongo["plant"]["readings"].insert_many([reading(i) for i in range(3)])
+    result = etl(etl_settings(MONGO_URI="mongodb://mongo.test:27017/plant")).run()
+    assert (result.loaded, result.warning) == (3, None)
+    assert result.read_from == "mongo.test:27017/plant.readings"
+    # MONGO_DATABASE, when set, wins over the URI's.
+    other = etl(etl_settings(MONGO_URI="mongodb://mongo.test:27017/plant", MONGO_DATABASE="pgpulse")).run()
+    assert other.read_from == "mongo.test:27017/pgpulse.readings"
+
+
+def test_a_run_that_finds_the_collection_missing_or_empty_says_which_it_read(db_url, conn, mongo, etl):
+    missing = etl(etl_settings(MONGO_URI="mongodb://mongo.test:27017/plant")).run()
+    assert missing.status == "succeeded"
+    assert missing.warning == ("the collection 'readings' in database 'plant' at mongo.test:27017 "
+                               "does not exist")
+    mongo["plant"].create_collection("readings")
+    empty = etl(etl_settings(MONGO_URI="mongodb://mongo.test:27017/plant")).run()
+    assert empty.warning == "the collection 'readings' in database 'plant' at mongo.test:27017 is empty"
+    assert empty.as_dict()["warning"] == empty.warning
+    record = etl_runs.get_run(conn, empty.run_id)
+    assert (record["warning"], record["read_from"]) == (empty.warning, "mongo.test:27017/plant.readings")
+    # A collection that holds documents, none of them to load: no warning.
+    mongo["plant"]["readings"].insert_one({"status": "processed"})
+    assert etl(etl_settings(MONGO_URI="mongodb://mongo.test:27017/plant")).run().warning is None

@@ -16,10 +16,27 @@ from pgpulse.config import SettingsError
 def test_defaults():
     s = load_etl({})
     assert not s.configured
-    assert (s.database, s.collection, s.batch_size, s.lease_s) == ("pgpulse", "readings", 1000, 300.0)
+    assert (s.database, s.collection, s.batch_size, s.lease_s) == (None, "readings", 1000, 300.0)
+    assert s.mongo_database == "pgpulse"
     assert (s.server_selection_timeout_ms, s.connect_timeout_ms, s.socket_timeout_ms) == (5000, 5000, 30000)
     assert s.time_fields[0] == "time" and s.source_fields[0] == "source_id"
     assert s.mongo_filter == {} and s.series == () and s.interval_minutes == 5
+
+
+@pytest.mark.parametrize(
+    ("env", "database"),
+    [
+        ({"MONGO_URI": "mongodb://db:27017/plant"}, "plant"),
+        ({"MONGO_URI": "mongodb://etl:pw@db1,db2/plant?authSource=admin&replicaSet=rs"}, "plant"),
+        ({"MONGO_URI": "mongodb+srv://etl:pw@cluster.example.com/plant?retryWrites=true"}, "plant"),
+        ({"MONGO_URI": "mongodb://db:27017/"}, "pgpulse"),
+        ({"MONGO_URI": "mongodb://db:27017/?authSource=plant"}, "pgpulse"),
+        ({"MONGO_URI": "mongodb://db:27017/plant", "MONGO_DATABASE": "other"}, "other"),
+        ({"MONGO_URI": "mongodb://db:27017/plant", "MONGO_DATABASE": ""}, "plant"),
+    ],
+)
+def test_database_from_the_uri_unless_mongo_database_is_set(env, database):
+    assert load_etl(env).mongo_database == database
 
 
 def test_uri_from_file_and_not_both(tmp_path):

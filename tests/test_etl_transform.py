@@ -121,8 +121,11 @@ def test_payload_is_the_document_without_the_etl_fields():
 
 def test_mongo_id_text():
     assert mongo_id_text(OID) == str(OID)
-    assert mongo_id_text("abc") == "abc"
-    assert mongo_id_text(5) == "5"
+    # The BSON type is kept: a string has its quotes, a number none.
+    assert mongo_id_text("abc") == '"abc"'
+    assert mongo_id_text(str(OID)) == f'"{OID}"'
+    assert mongo_id_text(5) == "5" and mongo_id_text("5") == '"5"'
+    assert mongo_id_text(Int64(5)) == "5"  # MongoDB holds 5 and NumberLong(5) as one _id
     assert mongo_id_text(Binary.from_uuid(uuid.UUID(int=2))) == '{"$uuid":"00000000-0000-0000-0000-000000000002"}'
     assert mongo_id_text({"site": "n", "seq": 1}) == '{"site":"n","seq":1}'
 
@@ -158,17 +161,18 @@ def test_batch_keeps_going_past_bad_documents():
         {"_id": "x\x00y", "time": T},
         Unreadable(ObjectId(), "the document cannot be decoded: boom"),
         {"_id": 5, "time": T},
-        {"_id": "5", "time": T},  # prints like the int 5: the second one is refused
+        {"_id": "5", "time": T},  # another document than the int 5
+        {"_id": 5, "time": T, "again": True},  # the same _id twice in a batch: refused
         {"_id": ObjectId(), "time": T, "s": "bad\udcffutf8"},
     ]
     batch = transformer().batch(docs)
-    assert [r.mongo_id for r in batch.rows] == [str(docs[0]["_id"]), "5"]
+    assert [r.mongo_id for r in batch.rows] == [str(docs[0]["_id"]), "5", '"5"']
     reasons = [r.reason for r in batch.rejects]
     assert reasons[0].startswith("field 'time' is text")
     assert reasons[1] == "field '_id' contains a NUL character (\\u0000), which PostgreSQL cannot store"
     assert reasons[2] == "the document cannot be decoded: boom"
-    assert reasons[3] == "_id '5' has the same text as another document's _id in this batch"
+    assert reasons[3] == "_id 5 is the _id of another document in this batch"
     assert reasons[4] == "field 's' is not valid UTF-8 text"
     # Rejects are storable: NUL and bad UTF-8 repaired in id, document and reason.
-    assert batch.rejects[1].mongo_id == "x\ufffdy"
+    assert batch.rejects[1].mongo_id == '"x\ufffdy"'
     assert json.loads(batch.rejects[4].document)["s"] == "bad\ufffdutf8"

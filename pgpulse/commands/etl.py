@@ -1,11 +1,14 @@
 """``pgpulse etl run|runs|rejects|replay``: the MongoDB -> PostgreSQL ETL by hand.
 
 ``run`` goes batch after batch until the backlog is empty, showing progress on
-stderr; the other verbs look at the record and send rejects through again.
+stderr; the other verbs look at the record and send rejects through again. This
+module is a composition root: ``run`` and ``replay`` build the ETL service once,
+from its settings and MongoDB at MONGO_URI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -56,6 +59,18 @@ def _etl_settings():
     return settings
 
 
+@contextlib.contextmanager
+def etl_service(url: str, settings: Any):
+    """The ETL service of one command (MongoDB at MONGO_URI), closed when it is done."""
+    from etl.service import EtlService
+
+    service = EtlService.from_settings(url, settings)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
 class ProgressLine:
     """Progress of a run on stderr: rewritten in place on a terminal, else a line at
     most every few seconds."""
@@ -84,16 +99,15 @@ class ProgressLine:
         self.stream.flush()
 
 
-def run_command(args, client_factory=None) -> int:
+def run_command(args) -> int:
     from etl import runs
     from etl.source import SourceError
 
-    settings = _etl_settings()
+    settings = _etl_settings()  # a configuration error before the database is touched
     progress = None if args.quiet else ProgressLine()
-    with database(load_core()) as url:
+    with database(load_core()) as url, etl_service(url, settings) as etl:
         try:
-            result = runs.run(url, settings, trigger="cli", client_factory=client_factory,
-                              max_batches=max(args.max_batches, 0), progress=progress)
+            result = etl.run("cli", max_batches=max(args.max_batches, 0), progress=progress)
         except runs.RunInProgress as exc:
             return _fail(f"{exc}; try again when it is done")
         except SourceError as exc:
@@ -106,14 +120,16 @@ def run_command(args, client_factory=None) -> int:
         print(f"run {result.run_id}: {result.claimed} claimed, {result.loaded} loaded "
               f"({result.inserted} new, {result.updated} changed), {result.rejected} rejected "
               f"in {result.duration_s:.1f} s" + (" (more waiting)" if result.more else ""))
+        if result.warning:
+            print(f"warning: {result.warning}", file=sys.stderr)
     return 0
 
 
 def runs_command(args) -> int:
-    from etl import runs
+    from pgpulse.store import etl_runs
 
     with database(load_core()) as url, connect(url) as conn:
-        rows = runs.list_runs(conn, limit=args.limit)
+        rows = etl_runs.list_runs(conn, limit=args.limit)
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -126,10 +142,10 @@ def runs_command(args) -> int:
 
 
 def rejects_command(args) -> int:
-    from etl import replay
+    from pgpulse.store import etl_runs
 
     with database(load_core()) as url, connect(url) as conn:
-        rows = replay.list_rejects(conn, open_only=not args.all, limit=args.limit, with_document=args.json)
+        rows = etl_runs.list_rejects(conn, open_only=not args.all, limit=args.limit, with_document=args.json)
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
@@ -141,17 +157,16 @@ def rejects_command(args) -> int:
     return 0
 
 
-def replay_command(args, client_factory=None) -> int:
+def replay_command(args) -> int:
     from etl import replay, runs
     from etl.source import SourceError
 
     if not args.ids and not args.all:
         return _fail("name reject ids to replay, or --all", 2)
     settings = _etl_settings()
-    with database(load_core()) as url:
+    with database(load_core()) as url, etl_service(url, settings) as etl:
         try:
-            result = replay.replay(url, settings, ids=args.ids or None, all_open=args.all,
-                                   client_factory=client_factory)
+            result = etl.replay(args.ids or None, all_open=args.all)
         except replay.ReplayError as exc:
             return _fail(str(exc))
         except runs.RunInProgress as exc:

@@ -21,14 +21,37 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def scheduler_service(url: str, settings: CoreSettings, mode: str):
-    """The scheduler with the tier jobs of ``mode`` and the ETL's scheduled run."""
-    from etl.schedule import add_job
-    from pgpulse.scheduler import SchedulerService
+class ScheduledJobs:
+    """The scheduler with the tier jobs and the ETL's scheduled run (a service of
+    ``pgpulse up`` / ``pgpulse scheduler``); stopping it also releases the ETL's
+    MongoDB client."""
 
-    service = SchedulerService(url, settings, mode)
-    add_job(service.scheduler, url)
-    return service
+    name = "scheduler"
+
+    def __init__(self, url: str, settings: CoreSettings, mode: str) -> None:
+        # Imported here: the CLI loads every command module, and these are heavy.
+        from etl import schedule
+        from pgpulse.scheduler import SchedulerService
+
+        self.jobs = SchedulerService(url, settings, mode)
+        self.scheduler = self.jobs.scheduler
+        # The ETL service is built once, here, from its settings and its source.
+        self.etl = schedule.build(url)
+        if self.etl is not None:
+            schedule.add_job(self.scheduler, self.etl)
+
+    def start(self) -> None:
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        if self.etl is not None:
+            self.etl.close()
+
+
+def scheduler_service(url: str, settings: CoreSettings, mode: str) -> ScheduledJobs:
+    """The scheduler with the tier jobs of ``mode`` and the ETL's scheduled run."""
+    return ScheduledJobs(url, settings, mode)
 
 
 def run(args) -> int:

@@ -4,6 +4,8 @@ One module per table family, each the only writer of its tables:
 
 * :mod:`pgpulse.store.errors`      the domain errors every writer raises
 * :mod:`pgpulse.store.keys`        ``api_keys``: make, list, revoke and verify API keys
+* :mod:`pgpulse.store.readings`    ``reading_analytics``: the ETL's readings, and their pages
+* :mod:`pgpulse.store.etl_runs`    ``etl_runs``, ``etl_rejects``: ETL runs and rejects
 
 Callers (the collector's postgres sink, the proxy's views, the ETL, the CLI) pass
 in a connection and own the transaction; the store never commits. Errors are

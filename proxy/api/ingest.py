@@ -70,11 +70,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def _cache() -> SeriesCache:
-    extras = state().extras
-    cache = extras.get("series_cache")
-    if cache is None:
-        cache = extras.setdefault("series_cache", SeriesCache())
-    return cache  # type: ignore[return-value]
+    return state().series_cache
 
 
 def _idempotency_key() -> str | None:
@@ -114,10 +110,10 @@ def _remember(conn, key: str, digest: str, status: int, body: dict) -> None:
         (key, digest, status, orjson.dumps(body).decode()),
     )
     # Forget expired keys now and then (at most once a minute per process).
-    extras = state().extras
+    st = state()
     now = time.monotonic()
-    if now - extras.get("idempotency_swept", 0.0) > 60:  # type: ignore[operator]
-        extras["idempotency_swept"] = now
+    if now - st.idempotency_swept > 60:
+        st.idempotency_swept = now
         conn.execute("DELETE FROM ingest_idempotency WHERE created_at < now() - %s",
                      (timedelta(seconds=state().settings.idempotency_ttl_s),))
 

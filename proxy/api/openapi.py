@@ -73,7 +73,7 @@ def document(paths: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/api/openapi.json")
 def openapi_json() -> Response:
-    doc = document(state().extras.get("openapi_paths", {}))
+    doc = document(state().openapi_paths)
     doc["info"]["x-auth"] = "on" if state().settings.auth else "off"
     return json_response(doc)
 

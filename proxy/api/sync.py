@@ -8,94 +8,42 @@
 * ``GET /api/sync/rejects``; ``POST /api/sync/rejects/replay`` (admin).
 * ``GET /api/reading``: loaded readings with filters and keyset pagination.
 
-The ETL settings are read on first use, not when the app is built: without
-MONGO_URI, or with a bad one, these endpoints answer 503 with the reason and the
-rest of the proxy is unaffected. Tests inject a MongoDB client factory through
-``create_app({"ETL_CLIENT_FACTORY": ...})``.
+The ETL service is built by ``create_app`` (``state().etl``): without MONGO_URI,
+or with unusable ETL settings, these endpoints answer 503 with the reason and the
+rest of the proxy is unaffected. The views hold no SQL: runs go through the
+service, records and readings are read through the store.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from etl import readings, replay, runs
-from etl.settings import EtlSettings, load_etl
-from etl.source import MongoSource, SourceError
-from pgpulse.config import SettingsError
+from etl import replay, runs
+from etl.service import EtlService
+from etl.source import SourceError
+from pgpulse.store import etl_runs, readings
 from proxy.auth import require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
-from proxy.state import EXTENSION, state
+from proxy.state import state
 from proxy.timeparse import parse_time
 
 log = logging.getLogger("proxy.api.sync")
 bp = Blueprint("etl", __name__)
 
-EXTRA = "etl"
 MAX_BATCHES_PARAM = 10_000
 MAX_BODY = 1024 * 1024
 
 
-@dataclasses.dataclass
-class EtlContext:
-    """What one app keeps for the ETL: its settings (or why they are unusable) and
-    one MongoDB client, shared by the app's requests (pymongo clients are
-    thread-safe and pool their connections)."""
-
-    settings: EtlSettings | None
-    error: str | None
-    source: MongoSource | None
-
-    def close(self) -> None:
-        """Called when the app closes (ProxyState.close)."""
-        if self.source is not None:
-            self.source.close()
-
-
-def _context() -> EtlContext:
+def _etl() -> EtlService:
     st = state()
-    ctx = st.extras.get(EXTRA)
-    if ctx is None:
-        with st.lock:
-            ctx = st.extras.get(EXTRA)
-            if ctx is None:
-                ctx = _make_context(st.environ, current_app.config.get("ETL_CLIENT_FACTORY"))
-                st.extras[EXTRA] = ctx
-    return ctx  # type: ignore[return-value]
-
-
-def _make_context(environ: Any, client_factory: Any) -> EtlContext:
-    try:
-        settings = load_etl(environ)
-    except SettingsError as exc:
-        return EtlContext(None, f"the ETL settings are not usable: {exc}", None)
-    if not settings.configured:
-        return EtlContext(settings, "the ETL is not configured: MONGO_URI is not set", None)
-    return EtlContext(settings, None, MongoSource(settings, client_factory))
-
-
-@bp.record_once
-def _check_settings(setup_state: Any) -> None:
-    # Say at start when the ETL cannot work; the app itself starts regardless.
-    proxy_state = setup_state.app.extensions.get(EXTENSION)
-    if proxy_state is None:
-        return
-    try:
-        load_etl(proxy_state.environ)
-    except SettingsError as exc:
-        log.error("the ETL is off, its settings are not usable: %s", exc)
-
-
-def _ready() -> tuple[EtlSettings, MongoSource]:
-    ctx = _context()
-    if ctx.error is not None or ctx.settings is None or ctx.source is None:
-        raise ApiError(503, ctx.error or "the ETL is not configured")
-    return ctx.settings, ctx.source
+    if st.etl is None:
+        raise ApiError(503, st.etl_off or "the ETL is not configured")
+    return st.etl
 
 
 def _int_param(name: str, default: int, low: int, high: int) -> int:
@@ -136,12 +84,9 @@ def _unavailable(exc: SourceError) -> ApiError:
 @require_scope("ingest")
 def sync_reading() -> Response:
     max_batches = _int_param("max_batches", -1, 0, MAX_BATCHES_PARAM)
-    settings, source = _ready()
+    etl = _etl()
     try:
-        result = runs.run(
-            state().database_url, settings, trigger="api", source=source,
-            max_batches=None if max_batches < 0 else max_batches,
-        )
+        result = etl.run("api", max_batches=None if max_batches < 0 else max_batches)
     except runs.RunInProgress as exc:
         raise _conflict(exc) from None
     except SourceError as exc:
@@ -157,7 +102,7 @@ def list_runs() -> Response:
     if status is not None and status not in ("running", "succeeded", "failed"):
         raise bad_request("status: expected running, succeeded or failed", parameter="status")
     with state().connection() as conn:
-        return json_response({"runs": runs.list_runs(conn, limit=limit, status=status)})
+        return json_response({"runs": etl_runs.list_runs(conn, limit=limit, status=status)})
 
 
 @bp.get("/api/sync/runs/<run_id>")
@@ -168,7 +113,7 @@ def get_run(run_id: str) -> Response:
     except ValueError:
         raise ApiError(404, "no such run", run_id=run_id[:100]) from None
     with state().connection() as conn:
-        row = runs.get_run(conn, ident)
+        row = etl_runs.get_run(conn, ident)
     if row is None:
         raise ApiError(404, "no such run", run_id=ident)
     return json_response(row)
@@ -183,7 +128,7 @@ def list_rejects() -> Response:
     limit = _int_param("limit", 100, 1, 1000)
     include_closed = (request.args.get("all") or "").lower() in ("1", "true", "yes", "on")
     with state().connection() as conn:
-        rows = replay.list_rejects(conn, open_only=not include_closed, limit=limit)
+        rows = etl_runs.list_rejects(conn, open_only=not include_closed, limit=limit)
     return json_response({"rejects": rows})
 
 
@@ -209,9 +154,9 @@ def replay_rejects() -> Response:
     if ids and len(ids) > replay.MAX_REPLAY:
         raise bad_request(f"ids: at most {replay.MAX_REPLAY} per request", field="ids",
                           limit=replay.MAX_REPLAY)
-    settings, source = _ready()
+    etl = _etl()
     try:
-        result = replay.replay(state().database_url, settings, ids=ids, all_open=all_open, source=source)
+        result = etl.replay(ids, all_open=all_open)
     except replay.ReplayError as exc:
         raise bad_request(str(exc)) from None
     except runs.RunInProgress as exc:
@@ -275,6 +220,9 @@ _RUN = {
         "more": {"type": "boolean", "description": "Stopped at the batch limit; documents may wait"},
         "duration_s": {"type": "number"},
         "error": {"type": ["string", "null"]},
+        "read_from": {"type": "string", "description": "hosts/database.collection read"},
+        "warning": {"type": ["string", "null"],
+                    "description": "e.g. the collection read is missing or empty"},
     },
 }
 _RUN_RESPONSES = {

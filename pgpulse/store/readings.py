@@ -1,10 +1,22 @@
-"""Reading loaded readings back: filters and keyset pages (``GET /api/reading``).
+"""``reading_analytics``: the readings the ETL loads, written and paged here only.
 
-``status`` chooses what is listed:
+Writes (:func:`prepare`, :func:`upsert`): rows go by COPY into a session-temporary
+staging table, then one ``INSERT ... SELECT ... ON CONFLICT (mongo_id) DO UPDATE``
+moves them into ``reading_analytics``: no statement per row, and loading a document
+twice (a run repeated after a crash) leaves one row. A row is rewritten only when
+the document changed, so a repeated load changes nothing. The staging table is
+temporary (``ON COMMIT DELETE ROWS``): per-connection scratch space for COPY, not
+schema, so it lives here and not in a migration.
+
+``mongo_id`` is the document's ``_id`` in a form that keeps its BSON type (see
+``etl.transform.mongo_id_text``): ``{_id: 7}`` and ``{_id: "7"}`` are two rows.
+
+Reads (:func:`fetch`, ``GET /api/reading``): ``status`` chooses what is listed:
 
 * ``processed`` (default): rows of ``reading_analytics``, ordered by
   (reading_time, id); ``start``/``end`` filter the reading time.
-* ``rejected``: open rejects, ordered by (created_at, id); ``start``/``end``
+* ``rejected``: open rejects (``etl_rejects``, written by
+  :mod:`pgpulse.store.etl_runs`), ordered by (created_at, id); ``start``/``end``
   filter the time of rejection (a document rejected for its time has none).
 
 A page holds up to ``limit`` items and, when more follow, a cursor: an opaque
@@ -17,12 +29,95 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg import sql
+
+# -- writes ----------------------------------------------------------------------------
+
+# (mongo_id, reading_time, source_id, payload as JSON text)
+ReadingRow = tuple[str, datetime, str | None, str]
+
+
+@dataclasses.dataclass
+class Upserted:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # mongo_id of the rows this transaction inserted (when asked for)
+    inserted_ids: set[str] = dataclasses.field(default_factory=set)
+
+
+def prepare(conn: psycopg.Connection) -> None:
+    """Create this session's staging table (once per connection)."""
+    conn.execute(
+        """
+        CREATE TEMP TABLE IF NOT EXISTS pgpulse_etl_stage (
+            mongo_id text NOT NULL,
+            reading_time timestamptz NOT NULL,
+            source_id text,
+            payload jsonb NOT NULL
+        ) ON COMMIT DELETE ROWS
+        """
+    )
+
+
+_UPSERT = """
+    INSERT INTO reading_analytics AS r (mongo_id, reading_time, source_id, synced_at, run_id, payload)
+    SELECT mongo_id, reading_time, source_id, now(), %(run_id)s, payload FROM pgpulse_etl_stage
+    ON CONFLICT (mongo_id) DO UPDATE
+        SET reading_time = EXCLUDED.reading_time, source_id = EXCLUDED.source_id,
+            synced_at = EXCLUDED.synced_at, run_id = EXCLUDED.run_id, payload = EXCLUDED.payload
+        WHERE (r.reading_time, r.source_id, r.payload)
+              IS DISTINCT FROM (EXCLUDED.reading_time, EXCLUDED.source_id, EXCLUDED.payload)
+    RETURNING mongo_id, (xmax = 0) AS inserted
+"""
+
+_COUNTS = sql.SQL("""
+    WITH up AS ({upsert})
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
+""").format(upsert=sql.SQL(_UPSERT))
+
+_WITH_INSERTED = sql.SQL("""
+    WITH up AS ({upsert})
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+           coalesce(array_agg(mongo_id) FILTER (WHERE inserted), '{{}}') FROM up
+""").format(upsert=sql.SQL(_UPSERT))
+
+
+def upsert(
+    conn: psycopg.Connection, rows: Iterable[ReadingRow], run_id: str, *, inserted_ids: bool = False
+) -> Upserted:
+    """Insert or update ``rows`` (one per document) inside the caller's transaction.
+
+    ``inserted_ids``: also return which rows were new (the ETL's samples follow only
+    new readings, so a reading loaded again never doubles its samples).
+    """
+    out = Upserted()
+    written = 0
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY pgpulse_etl_stage (mongo_id, reading_time, source_id, payload) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+                written += 1
+        if not written:
+            return out
+        cur.execute(_WITH_INSERTED if inserted_ids else _COUNTS, {"run_id": run_id})
+        found = cur.fetchone()
+    out.inserted, out.updated = found[0], found[1]
+    out.unchanged = written - out.inserted - out.updated
+    if inserted_ids:
+        out.inserted_ids = set(found[2])
+    return out
+
+
+# -- reads -----------------------------------------------------------------------------
 
 STATUSES = ("processed", "rejected")
 ORDERS = ("asc", "desc")
