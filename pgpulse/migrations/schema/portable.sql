@@ -517,5 +517,19 @@ GRANT SELECT ON etl_rejects TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0002_etl_rejects' WHERE alembic_version.version_num = '0001_initial';
 
+-- Running upgrade 0002_etl_rejects -> 0004_etl_typed_ids
+
+UPDATE reading_analytics SET mongo_id = to_jsonb(mongo_id)::text WHERE jsonb_typeof(payload -> '_id') = 'string';
+
+UPDATE etl_rejects SET mongo_id = to_jsonb(mongo_id)::text WHERE jsonb_typeof(document -> '_id') = 'string';
+
+ALTER TABLE etl_runs ADD COLUMN read_from text, ADD COLUMN warning text;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON etl_runs TO pgpulse_writer;
+
+GRANT SELECT ON etl_runs TO pgpulse_reader;
+
+UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0002_etl_rejects';
+
 COMMIT;
 
