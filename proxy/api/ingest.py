@@ -9,9 +9,13 @@ idempotency record commit together or not at all.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, g, request
 
@@ -37,6 +41,38 @@ bp = Blueprint("ingest", __name__)
 
 MAX_IDEMPOTENCY_KEY = 200
 _CACHE = "pgpulse_series_cache"
+_gc_pause = threading.Lock()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while one batch is parsed and validated.
+
+    A batch of 5,000 samples allocates some 30,000 dicts and tuples; each burst of
+    allocations triggers collections that scan them again and again, which costs a
+    third to a half of parse and validation (docs/performance.md, measured with
+    ``bench/bench_ingest.py --parse``). None of these objects form cycles, so
+    reference counting frees them anyway.
+
+    The collector is process-wide, so the pause is kept as short as it can be: one
+    request at a time holds it, only for its own parse and validation (milliseconds,
+    bounded by PROXY_MAX_SAMPLES_PER_REQUEST), and a request that finds a pause in
+    progress does not pause or extend it. Overlapping requests therefore cannot chain
+    pauses into a long one, and other threads of the worker see cycle collection
+    delayed by at most one batch's parse; an error inside ends the pause too.
+    """
+    if not _gc_pause.acquire(blocking=False):
+        yield
+        return
+    paused = gc.isenabled()
+    try:
+        if paused:
+            gc.disable()
+        yield
+    finally:
+        if paused:
+            gc.enable()
+        _gc_pause.release()
 
 
 def _cache() -> SeriesCache:
@@ -84,11 +120,12 @@ def ingest() -> Response:
     series_limits = SeriesLimits.from_settings(st.core)
     idem = _idempotency_key()
     now_us = time.time_ns() // 1000 - PG_EPOCH_US
-    doc, raw = json_body(settings.max_body_bytes)
-    items = _items(doc, "metrics", settings.max_samples)
+    limits = Limits(series_limits, settings.max_past_s, settings.max_future_s)
     try:
-        batch = validate(items, Limits(series_limits, settings.max_past_s, settings.max_future_s),
-                         now_us)
+        with gc_paused():
+            doc, raw = json_body(settings.max_body_bytes)
+            items = _items(doc, "metrics", settings.max_samples)
+            batch = validate(items, limits, now_us)
     except InvalidSample as exc:
         metrics.SAMPLES_REJECTED.labels(exc.details["reason"]).inc(len(items))
         raise
