@@ -6,9 +6,11 @@ Rows go by COPY into a session-temporary staging table, then one
 repeated after a crash) leaves one row. A row is rewritten only when the document
 changed, so a repeated load changes nothing.
 
-With ETL_SERIES, the samples of a batch are staged the same way; missing series
-are created (``ON CONFLICT DO NOTHING``), and samples are written only for readings
-this transaction *inserted*: a reading loaded again never doubles its samples.
+With ETL_SERIES, the samples go through the store (:mod:`etl.samples`): their
+series are checked and resolved under the store's rules and limits before the
+upsert (a document the store refuses becomes a reject), and samples are written
+only for readings this transaction *inserted*: a reading loaded again never
+doubles its samples.
 
 The staging tables are temporary (``ON COMMIT DELETE ROWS``): per-connection
 scratch space for COPY, not schema, so they live here and not in a migration.
@@ -21,7 +23,10 @@ import dataclasses
 import psycopg
 from psycopg import sql
 
+from etl import samples as etl_samples
 from etl.transform import Batch
+from pgpulse.settings import load_core
+from pgpulse.store.series import SeriesLimits
 
 
 @dataclasses.dataclass
@@ -50,17 +55,6 @@ def prepare(conn: psycopg.Connection) -> None:
         ) ON COMMIT DELETE ROWS
         """
     )
-    conn.execute(
-        """
-        CREATE TEMP TABLE IF NOT EXISTS pgpulse_etl_sample_stage (
-            mongo_id text NOT NULL,
-            time timestamptz NOT NULL,
-            name text NOT NULL,
-            labels jsonb NOT NULL,
-            value double precision NOT NULL
-        ) ON COMMIT DELETE ROWS
-        """
-    )
 
 
 _UPSERT = """
@@ -79,28 +73,6 @@ _UPSERT_COUNTS = sql.SQL("""
     SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), 0::bigint FROM up
 """).format(upsert=sql.SQL(_UPSERT))
 
-# Data-modifying CTEs share one snapshot, so series are made by an earlier statement.
-_SERIES = """
-    INSERT INTO series (name, labels)
-    SELECT DISTINCT name, labels FROM pgpulse_etl_sample_stage
-    ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING
-"""
-
-_UPSERT_WITH_SAMPLES = sql.SQL("""
-    WITH up AS ({upsert}),
-    added AS (
-        INSERT INTO samples (time, series_id, value)
-        SELECT s.time, se.id, s.value
-        FROM pgpulse_etl_sample_stage s
-        JOIN up ON up.mongo_id = s.mongo_id AND up.inserted
-        JOIN series se ON se.name = s.name AND se.labels = s.labels
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FILTER (WHERE inserted) FROM up),
-           (SELECT count(*) FILTER (WHERE NOT inserted) FROM up),
-           (SELECT count(*) FROM added)
-""").format(upsert=sql.SQL(_UPSERT))
-
 _RESOLVE_REJECTS = """
     UPDATE etl_rejects SET replayed_at = now()
     WHERE replayed_at IS NULL AND mongo_id IN (SELECT mongo_id FROM pgpulse_etl_stage)
@@ -115,13 +87,22 @@ _REJECTS = """
 """
 
 
-def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
+def write(
+    conn: psycopg.Connection, batch: Batch, run_id: str, limits: SeriesLimits | None = None
+) -> LoadResult:
     """Write ``batch``'s rows, samples and rejects; the caller commits.
 
     Open rejects of documents that now loaded are closed (``replayed_at``): their
-    cause was fixed and they went through.
+    cause was fixed and they went through. ``limits``: the series limits of the
+    samples (None: those of the core settings in the environment). Documents whose
+    samples the store refuses move from ``batch.rows`` to ``batch.rejects``.
     """
     result = LoadResult()
+    admitted = None
+    if batch.samples:
+        admitted = etl_samples.admit(
+            conn, batch, limits or SeriesLimits.from_settings(load_core())
+        )
     with conn.cursor() as cur:
         if batch.rows:
             with cur.copy(
@@ -129,17 +110,14 @@ def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
             ) as copy:
                 for row in batch.rows:
                     copy.write_row((row.mongo_id, row.reading_time, row.source_id, row.payload.decode()))
-            if batch.samples:
-                with cur.copy(
-                    "COPY pgpulse_etl_sample_stage (mongo_id, time, name, labels, value) FROM STDIN"
-                ) as copy:
-                    for s in batch.samples:
-                        copy.write_row((s.mongo_id, s.time, s.metric, s.labels.decode(), s.value))
-                cur.execute(_SERIES)
-                cur.execute(_UPSERT_WITH_SAMPLES, {"run_id": run_id})
+            if admitted is not None:
+                upserted = cur.execute(_UPSERT, {"run_id": run_id}).fetchall()
+                new = {mongo_id for mongo_id, was_inserted in upserted if was_inserted}
+                inserted, updated = len(new), len(upserted) - len(new)
+                samples = etl_samples.write(conn, admitted, new)
             else:
                 cur.execute(_UPSERT_COUNTS, {"run_id": run_id})
-            inserted, updated, samples = cur.fetchone()
+                inserted, updated, samples = cur.fetchone()
             result.inserted, result.updated, result.samples = inserted, updated, samples
             result.unchanged = len(batch.rows) - inserted - updated
             cur.execute(_RESOLVE_REJECTS)
