@@ -14,6 +14,8 @@ import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 
+from pgpulse.store.errors import InvalidSample
+
 PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z, where PostgreSQL's binary timestamps count from
 PG_EPOCH_US = PG_EPOCH_S * 1_000_000
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -41,12 +43,20 @@ class Batch:
     rows: list[tuple[int, int, float]] = dataclasses.field(default_factory=list)
 
     def series(self, name: str, labels: dict[str, str], type: str | None = None) -> int:
-        """The index of series (name, labels) in this batch, adding it when new."""
+        """The index of series (name, labels) in this batch, adding it when new; a
+        declared ``type`` holds for the series' other samples in the batch too."""
         key = cache_key(name, labels)
         k = self.index.get(key)
         if k is None:
             k = self.index[key] = len(self.keys)
             self.keys.append(SeriesKey(name, labels, type))
+        elif type is not None:
+            declared = self.keys[k].type
+            if declared is None:
+                self.keys[k].type = type
+            elif declared != type:
+                raise InvalidSample(f"series declared both {declared} and {type} in this batch",
+                                    field="type", reason="type_conflict")
         return k
 
 
