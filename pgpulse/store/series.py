@@ -81,17 +81,25 @@ def label_name_problem(name: Any) -> str | None:
     return None
 
 
-def label_problem(name: Any, value: Any, max_len: int) -> tuple[str, str] | None:
-    """(field suffix, message) for a bad label, or None."""
-    bad_name = label_name_problem(name)
-    if bad_name:
-        return "", bad_name
-    if type(value) is not str:
-        return "." + name, f"label {name!r}: value must be a string"
-    if len(value) > max_len:
-        return "." + name, f"label {name!r}: value longer than {max_len} characters"
-    if "\x00" in value:
-        return "." + name, f"label {name!r}: value contains a NUL character"
+def label_set_problem(labels: dict, max_len: int, known: set[str] | None = None
+                      ) -> tuple[str, str] | None:
+    """(field, message) for the first bad label name or value of ``labels``, or None.
+
+    ``known``: label names already found good (a per-batch memo; good names are added).
+    """
+    for name, value in labels.items():
+        if known is None or name not in known:
+            bad_name = label_name_problem(name)
+            if bad_name:
+                return "labels", bad_name
+            if known is not None:
+                known.add(name)
+        if type(value) is not str:
+            return "labels." + name, f"label {name!r}: value must be a string"
+        if len(value) > max_len:
+            return "labels." + name, f"label {name!r}: value longer than {max_len} characters"
+        if "\x00" in value:
+            return "labels." + name, f"label {name!r}: value contains a NUL character"
     return None
 
 
@@ -99,10 +107,9 @@ def labels_problem(labels: dict, limits: SeriesLimits) -> tuple[str, str, str] |
     """(field, message, reason) for a bad label set (a dict), or None."""
     if len(labels) > limits.max_labels:
         return "labels", f"more than {limits.max_labels} labels", "too_many_labels"
-    for name, value in labels.items():
-        bad = label_problem(name, value, limits.max_label_value_len)
-        if bad:
-            return "labels" + bad[0], bad[1], "invalid_labels"
+    bad = label_set_problem(labels, limits.max_label_value_len)
+    if bad:
+        return bad[0], bad[1], "invalid_labels"
     return None
 
 
