@@ -156,9 +156,10 @@ class SeriesCache:
             self.entries.update(found)
 
 
+# Names and labels go as binary arrays (%b): no escaping into an array literal.
 def _lookup(conn: psycopg.Connection, keys: list[SeriesKey]) -> dict[CacheKey, tuple[int, str]]:
     rows = conn.execute(
-        "SELECT u.i, s.id, s.type FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY "
+        "SELECT u.i, s.id, s.type FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY "
         "AS u(name, labels, i) JOIN series s ON s.name = u.name AND s.labels = u.labels::jsonb",
         ([k.name for k in keys], [orjson.dumps(k.labels).decode() for k in keys]),
     ).fetchall()
@@ -228,7 +229,7 @@ def resolve(
             _check_cardinality(conn, new, limits)
             rows = conn.execute(
                 "INSERT INTO series (name, labels, type) "
-                "SELECT name, labels::jsonb, type FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                "SELECT name, labels::jsonb, type FROM unnest(%b::text[], %b::text[], %b::text[]) "
                 "AS u(name, labels, type) "
                 "ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING "
                 "RETURNING id, name, labels, type",
