@@ -5,11 +5,20 @@ next to raw binary COPY into the same ``samples`` table, in the same run.
 
 Prints a table and the ratio HTTP / raw COPY. Uses a scratch database on the local
 server (BENCH_PG_URL, default 127.0.0.1:5432; else embedded), dropped at the end.
+
+    .venv/bin/python bench/bench_ingest.py --parse [--repeat 30]
+
+measures, in this process and without a database, what one request does before it
+writes: parse a 5,000-sample body and validate it (fast path and plain table), with
+the cyclic garbage collector running and paused, alternating rounds; it prints the
+medians and the ratios (the figures behind docs/performance.md's choice on
+``gc.disable()``).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import multiprocessing
 import os
@@ -129,6 +138,44 @@ def raw_copy(url: str, rows: int) -> tuple[int, float]:
         return rows, time.perf_counter() - t0
 
 
+def parse_and_validate(repeat: int) -> None:
+    """Medians of parse + validate of one 5,000-sample batch: GC on/off, fast/plain."""
+    from pgpulse.store.batch import PG_EPOCH_US
+    from pgpulse.store.series import SeriesLimits
+    from proxy.app import create_app  # noqa: F401 - a proxy-sized heap, like a worker's
+    from proxy.validation import Limits, validate, validate_plain
+
+    limits = Limits(SeriesLimits(), 7 * 86400, 600)
+    bodies = make_bodies(0, 8)
+    now_us = time.time_ns() // 1000 - PG_EPOCH_US
+    # Old objects a worker keeps (caches, modules): full collections rescan them.
+    keep = [{"k": i, "v": [i]} for i in range(int(os.environ.get("BENCH_KEEP", "0")))]
+
+    def once(check, paused: bool) -> float:
+        t0 = time.perf_counter()
+        if paused:
+            gc.disable()
+        try:
+            for body in bodies:
+                check(orjson.loads(body)["metrics"], limits, now_us)
+        finally:
+            gc.enable()
+        return (time.perf_counter() - t0) / (len(bodies) * BATCH) * 1e6
+
+    runs: dict[str, list[float]] = {"fast, GC on": [], "fast, GC paused": [],
+                                    "plain, GC on": [], "plain, GC paused": []}
+    for _ in range(repeat):
+        for name in runs:
+            runs[name].append(once(validate if name.startswith("fast") else validate_plain,
+                                   name.endswith("paused")))
+    med = {name: statistics.median(v) for name, v in runs.items()}
+    print(table([(name, f"{m:.3f}", f"{min(runs[name]):.3f}") for name, m in med.items()],
+                ("parse + validate", "us/sample median", "us/sample best")))
+    print(f"GC paused / GC on (fast path): {med['fast, GC paused'] / med['fast, GC on']:.2f}; "
+          f"fast / plain (GC on): {med['fast, GC on'] / med['plain, GC on']:.2f}")
+    del keep
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=3)
@@ -137,7 +184,12 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=40, help="batches per client")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of (HTTP, raw COPY); the medians are compared")
+    parser.add_argument("--parse", action="store_true",
+                        help="only parse + validate in this process, GC on and paused")
     args = parser.parse_args()
+    if args.parse:
+        parse_and_validate(max(args.repeat, 5))
+        return 0
     rows = []
     http_rates, copy_rates = [], []
     with bench_database("pgpulse_bench_ingest") as url:

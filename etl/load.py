@@ -1,8 +1,13 @@
 """One transformed batch into PostgreSQL, inside the caller's transaction.
 
 The readings and the rejects are written by the store, their one writer
-(:mod:`pgpulse.store.readings`, :mod:`pgpulse.store.etl_runs`). With ETL_SERIES,
-the samples derived from the readings are written by :func:`write_samples`, and
+(:mod:`pgpulse.store.readings`, :mod:`pgpulse.store.etl_runs`): loading a document
+twice (a run repeated after a crash) leaves one row, and a row is rewritten only
+when the document changed.
+
+With ETL_SERIES, the samples go through the store too (:mod:`etl.samples`): their
+series are checked and resolved under the store's rules and limits before the
+upsert (a document the store refuses becomes a reject), and samples are written
 only for readings this transaction *inserted*: a reading loaded again never
 doubles its samples.
 """
@@ -10,12 +15,14 @@ doubles its samples.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import psycopg
 
-from etl.transform import Batch, Sample
+from etl import samples as etl_samples
+from etl.transform import Batch
+from pgpulse.settings import load_core
 from pgpulse.store import etl_runs, readings
+from pgpulse.store.series import SeriesLimits
 
 
 @dataclasses.dataclass
@@ -35,27 +42,33 @@ class LoadResult:
 def prepare(conn: psycopg.Connection) -> None:
     """Create this session's staging tables (once per connection)."""
     readings.prepare(conn)
-    prepare_samples(conn)
 
 
-def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
+def write(
+    conn: psycopg.Connection, batch: Batch, run_id: str, limits: SeriesLimits | None = None
+) -> LoadResult:
     """Write ``batch``'s rows, samples and rejects; the caller commits.
 
     Open rejects of documents that now loaded are closed (``replayed_at``): their
-    cause was fixed and they went through.
+    cause was fixed and they went through. ``limits``: the series limits of the
+    samples (None: those of the core settings in the environment). Documents whose
+    samples the store refuses move from ``batch.rows`` to ``batch.rejects``.
     """
     result = LoadResult()
+    admitted = None
+    if batch.samples:
+        admitted = etl_samples.admit(conn, batch, limits or SeriesLimits.from_settings(load_core()))
     if batch.rows:
         upserted = readings.upsert(
             conn,
             ((r.mongo_id, r.reading_time, r.source_id, r.payload.decode()) for r in batch.rows),
             run_id,
-            inserted_ids=bool(batch.samples),
+            inserted_ids=admitted is not None,
         )
         result.inserted, result.updated, result.unchanged = (
             upserted.inserted, upserted.updated, upserted.unchanged)
-        if batch.samples:
-            result.samples = write_samples(conn, batch.samples, upserted.inserted_ids)
+        if admitted is not None:
+            result.samples = etl_samples.write(conn, admitted, upserted.inserted_ids)
         etl_runs.close_rejects(conn, [row.mongo_id for row in batch.rows])
     if batch.rejects:
         etl_runs.write_rejects(
@@ -64,56 +77,3 @@ def write(conn: psycopg.Connection, batch: Batch, run_id: str) -> LoadResult:
         )
         result.rejects = len(batch.rejects)
     return result
-
-
-# -- derived samples (ETL_SERIES) -------------------------------------------------------
-#
-# Kept apart from the rest: these statements write ``series`` and ``samples``, whose
-# writer is the store's series catalogue; this part is to go through it.
-
-
-def prepare_samples(conn: psycopg.Connection) -> None:
-    """The session's staging table of samples (temporary: scratch space, not schema)."""
-    conn.execute(
-        """
-        CREATE TEMP TABLE IF NOT EXISTS pgpulse_etl_sample_stage (
-            mongo_id text NOT NULL,
-            time timestamptz NOT NULL,
-            name text NOT NULL,
-            labels jsonb NOT NULL,
-            value double precision NOT NULL
-        ) ON COMMIT DELETE ROWS
-        """
-    )
-
-
-# Data-modifying CTEs share one snapshot, so series are made by an earlier statement.
-_SERIES = """
-    INSERT INTO series (name, labels)
-    SELECT DISTINCT name, labels FROM pgpulse_etl_sample_stage
-    ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING
-"""
-
-_SAMPLES = """
-    INSERT INTO samples (time, series_id, value)
-    SELECT s.time, se.id, s.value
-    FROM pgpulse_etl_sample_stage s
-    JOIN series se ON se.name = s.name AND se.labels = s.labels
-"""
-
-
-def write_samples(conn: psycopg.Connection, samples: Sequence[Sample], inserted: set[str]) -> int:
-    """Write the samples of the readings in ``inserted`` (mongo_id of new rows);
-    missing series are created. Returns the number of samples written."""
-    with conn.cursor() as cur:
-        written = 0
-        with cur.copy("COPY pgpulse_etl_sample_stage (mongo_id, time, name, labels, value) FROM STDIN") as copy:
-            for s in samples:
-                if s.mongo_id in inserted:
-                    copy.write_row((s.mongo_id, s.time, s.metric, s.labels.decode(), s.value))
-                    written += 1
-        if not written:
-            return 0
-        cur.execute(_SERIES)
-        cur.execute(_SAMPLES)
-        return cur.rowcount

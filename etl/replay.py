@@ -28,6 +28,7 @@ from etl.settings import EtlSettings
 from etl.source import Source
 from pgpulse.db import connect
 from pgpulse.store.etl_runs import list_rejects
+from pgpulse.store.series import SeriesLimits
 
 MAX_REPLAY = 10_000  # rejects per replay call; call again for more
 _JSON_OPTIONS = JSONOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
@@ -60,6 +61,7 @@ def replay(
     *,
     ids: Sequence[int] | None = None,
     all_open: bool = False,
+    limits: SeriesLimits | None = None,
 ) -> ReplayResult:
     """Send the open rejects ``ids`` (or all open ones, up to MAX_REPLAY) through again.
 
@@ -94,7 +96,7 @@ def replay(
         raise ReplayError("none of the named rejects is open" if not all_open else "there are no open rejects")
 
     result = runs.run(url, settings, source, trigger="replay", max_batches=0,
-                      keys=[key for _, key in keyed])
+                      keys=[key for _, key in keyed], limits=limits)
     with connect(url, autocommit=True) as conn:
         after = {r["id"]: r for r in list_rejects(
             conn, open_only=False, ids=[r["id"] for r, _ in keyed], limit=MAX_REPLAY, with_document=False

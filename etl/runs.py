@@ -43,6 +43,7 @@ from etl.transform import Transformer
 from pgpulse.db import connect
 from pgpulse.store import etl_runs
 from pgpulse.store.etl_runs import ABANDONED, LOCK_NAME
+from pgpulse.store.series import SeriesLimits
 
 log = logging.getLogger("etl.runs")
 
@@ -144,6 +145,7 @@ def run(
     max_batches: int | None = None,
     keys: Sequence[Any] | None = None,
     progress: Progress | None = None,
+    limits: SeriesLimits | None = None,
 ) -> RunResult:
     """Run the ETL once from ``source``; returns its result (raises RunInProgress,
     SourceError, ...). The caller owns ``source`` (and closes it).
@@ -165,7 +167,7 @@ def run(
             etl_runs.start(conn, result.run_id, trigger, result.read_from)
             log.info("ETL run %s started (%s) from %s", result.run_id, trigger, result.read_from)
             try:
-                _batches(conn, source, settings, result, limit, keys, progress)
+                _batches(conn, source, settings, result, limit, keys, progress, limits)
                 if result.claimed == 0 and keys is None:
                     result.warning = source.why_empty()
             except (Exception, KeyboardInterrupt) as exc:
@@ -204,6 +206,7 @@ def _batches(
     limit: int,
     keys: Sequence[Any] | None,
     progress: Progress | None,
+    limits: SeriesLimits | None,
 ) -> None:
     transformer = Transformer(settings)
     load.prepare(conn)
@@ -244,7 +247,7 @@ def _batches(
             following = claim() if full and allowed else None
             t0 = time.perf_counter()
             with conn.transaction():
-                written = load.write(conn, batch, result.run_id)
+                written = load.write(conn, batch, result.run_id, limits)
                 etl_runs.add_batch(conn, result.run_id, len(current.documents), written.loaded,
                                    written.rejects)
             t1 = time.perf_counter()

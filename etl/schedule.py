@@ -22,6 +22,8 @@ from etl.service import EtlService
 from etl.settings import load_etl
 from etl.source import SourceError
 from pgpulse.config import SettingsError
+from pgpulse.settings import load_core
+from pgpulse.store.series import SeriesLimits
 
 log = logging.getLogger("etl.schedule")
 JOB_ID = "etl"
@@ -41,7 +43,7 @@ def build(url: str, environ: Mapping[str, Any] | None = None) -> EtlService | No
         log.info("ETL schedule off (%s)", "MONGO_URI is not set" if not settings.configured
                  else "ETL_INTERVAL_MINUTES=0")
         return None
-    return EtlService.from_settings(url, settings)
+    return EtlService.from_settings(url, settings, SeriesLimits.from_settings(load_core(environ)))
 
 
 def etl_job(etl: EtlService) -> Callable[[], runs.RunResult | None]:

@@ -16,6 +16,7 @@ from etl import replay as replays
 from etl import runs
 from etl.settings import EtlSettings
 from etl.source import MongoSource, Source
+from pgpulse.store.series import SeriesLimits
 
 
 @dataclasses.dataclass
@@ -23,11 +24,15 @@ class EtlService:
     url: str
     settings: EtlSettings
     source: Source
+    # The series limits its derived samples obey (None: the core settings of the
+    # environment); composition roots pass those of their own core settings.
+    limits: SeriesLimits | None = None
 
     @classmethod
-    def from_settings(cls, url: str, settings: EtlSettings) -> EtlService:
+    def from_settings(cls, url: str, settings: EtlSettings,
+                      limits: SeriesLimits | None = None) -> EtlService:
         """The service reading from MongoDB at MONGO_URI (connected on first use)."""
-        return cls(url, settings, MongoSource(settings))
+        return cls(url, settings, MongoSource(settings), limits)
 
     @property
     def where(self) -> str:
@@ -42,11 +47,12 @@ class EtlService:
     ) -> runs.RunResult:
         """One run (see :func:`etl.runs.run`)."""
         return runs.run(self.url, self.settings, self.source, trigger=trigger,
-                        max_batches=max_batches, progress=progress)
+                        max_batches=max_batches, progress=progress, limits=self.limits)
 
     def replay(self, ids: Sequence[int] | None = None, *, all_open: bool = False) -> replays.ReplayResult:
         """Send rejects through again (see :func:`etl.replay.replay`)."""
-        return replays.replay(self.url, self.settings, self.source, ids=ids, all_open=all_open)
+        return replays.replay(self.url, self.settings, self.source, ids=ids, all_open=all_open,
+                              limits=self.limits)
 
     def close(self) -> None:
         self.source.close()

@@ -9,7 +9,6 @@ docs/etl.md explains each one.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +19,10 @@ from pymongo.errors import ConfigurationError, InvalidURI
 
 from pgpulse import config
 from pgpulse.config import SettingsError, setting
+from pgpulse.store.series import label_name_problem, metric_name_problem
 
 # The ETL owns these fields of every document; a user filter may not touch them.
 OWNED_FIELDS = ("status", "pgpulse_etl")
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SOURCE_LABEL = "source"
 DEFAULT_DATABASE = "pgpulse"  # when neither MONGO_DATABASE nor MONGO_URI names one
 
@@ -71,8 +69,11 @@ def as_series_map(name: str, raw: str) -> PairList:
         path, sep, metric = item.partition("=")
         path = _check_path(name, raw, path.strip())
         metric = metric.strip() if sep else "reading_" + path.replace(".", "_")
-        if not METRIC_NAME.fullmatch(metric):
-            raise SettingsError(f"{name}={raw!r}: {metric!r} is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        if metric_name_problem(metric):
+            raise SettingsError(
+                f"{name}={raw!r}: {metric!r} is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*, "
+                "1 to 200 characters)"
+            )
         pairs.append((path, metric))
     metrics = [m for _, m in pairs]
     if len(set(metrics)) != len(metrics):
@@ -88,7 +89,7 @@ def as_label_map(name: str, raw: str) -> LabelList:
         path = path.strip() if sep else label.strip()
         label = label.strip() if sep else path.replace(".", "_")
         _check_path(name, raw, path)
-        if not LABEL_NAME.fullmatch(label) or label == SOURCE_LABEL:
+        if label_name_problem(label) or label == SOURCE_LABEL:
             raise SettingsError(
                 f"{name}={raw!r}: {label!r} cannot be a label name (letters, digits, _; "
                 f"{SOURCE_LABEL!r} is reserved for the source identity)"

@@ -1,4 +1,4 @@
-"""Settings of the storage core: database, engine mode, tiers, scheduler, logging.
+"""Settings of the storage core: database, engine mode, tiers, series limits, scheduler, logging.
 
 The collector and the proxy declare their own settings beside their code
 (``collector/settings.py``, ``proxy/settings.py``) with the same helpers.
@@ -117,6 +117,28 @@ class CoreSettings:
         accepts="http(s):// URL or empty",
     )
 
+    max_series: int = setting(
+        "PROXY_MAX_SERIES", 10_000,
+        "Most series in the catalogue: a write (ingest batch, ETL reading) that would "
+        "create more is refused (ingest: 429).",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_series_per_metric: int = setting(
+        "PROXY_MAX_SERIES_PER_METRIC", 2_000,
+        "Most series of one metric name: a write that would create more is refused "
+        "(ingest: 429).",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    max_labels: int = setting(
+        "PROXY_MAX_LABELS", 30, "Most labels one series (sample) may carry.",
+        parse=config.as_int(0, 1000), accepts="integer 0..1000",
+    )
+    max_label_value_len: int = setting(
+        "PROXY_MAX_LABEL_VALUE_LENGTH", 1024,
+        "Longest label value, in characters.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+
     def check(self) -> None:
         """Rules between settings, checked once at start."""
         if self.retention_5m_days < self.raw_retention_days:
@@ -128,6 +150,11 @@ class CoreSettings:
             raise SettingsError(
                 "PGPULSE_1H_RETENTION_DAYS must be >= PGPULSE_5M_RETENTION_DAYS "
                 f"({self.retention_1h_days} < {self.retention_5m_days})"
+            )
+        if self.max_series_per_metric > self.max_series:
+            raise SettingsError(
+                "PROXY_MAX_SERIES_PER_METRIC must be <= PROXY_MAX_SERIES "
+                f"({self.max_series_per_metric} > {self.max_series})"
             )
         # Refresh windows reach back the late window plus up to 15 minutes; they
         # must start inside the raw retention, or a refresh would empty rollups of

@@ -32,6 +32,7 @@ from etl.source import Source
 from pgpulse import config as settings_config
 from pgpulse.config import SettingsError
 from pgpulse.settings import CoreSettings
+from pgpulse.store.series import SeriesLimits
 from pgpulse.tiers import Retention
 from proxy import auth, errors, metrics
 from proxy.db import make_pool
@@ -58,7 +59,8 @@ def _settings_keys() -> set[str]:
             for _, spec in settings_config.specs(cls)}
 
 
-def _etl(url: str, environ: Mapping[str, Any], source: Source | None) -> tuple[EtlService | None, str | None]:
+def _etl(core: CoreSettings, environ: Mapping[str, Any], source: Source | None
+         ) -> tuple[EtlService | None, str | None]:
     """The ETL service of the sync endpoints, or None and why the ETL is off. Unusable
     ETL settings are logged, not raised: the rest of the proxy serves regardless."""
     try:
@@ -68,9 +70,10 @@ def _etl(url: str, environ: Mapping[str, Any], source: Source | None) -> tuple[E
         return None, f"the ETL settings are not usable: {exc}"
     if not settings.configured:
         return None, "the ETL is not configured: MONGO_URI is not set"
+    limits = SeriesLimits.from_settings(core)
     if source is None:
-        return EtlService.from_settings(url, settings), None
-    return EtlService(url, settings, source), None
+        return EtlService.from_settings(core.database_url, settings, limits), None
+    return EtlService(core.database_url, settings, source, limits), None
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | None = None) -> Flask:
@@ -90,7 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | 
         known = _settings_keys()
         app.config.update({k: v for k, v in config.items() if k not in known and k.isupper()})
 
-    etl, etl_off = _etl(core.database_url, environ, etl_source)
+    etl, etl_off = _etl(core, environ, etl_source)
     pool = make_pool(core.database_url, settings)
     app.extensions[EXTENSION] = ProxyState(
         core=core,

@@ -1,6 +1,7 @@
 """The one shape of every error the proxy answers: ``{"error": "...", ...details}``.
 
-Views raise :class:`ApiError` (or call :func:`error_response`); the handlers
+Views raise :class:`ApiError` (or call :func:`error_response`); the store's domain
+errors map to statuses here and only here (:data:`STORE_STATUS`); the handlers
 registered by :func:`register` turn everything else (unknown routes, wrong methods,
 oversized bodies, a database that is down, a bug) into the same shape, so no client
 ever has to parse an HTML error page.
@@ -16,6 +17,15 @@ import psycopg
 from flask import Flask, Response
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from pgpulse.store.errors import (
+    CardinalityExceeded,
+    IdempotencyConflict,
+    InvalidSample,
+    StoreError,
+    TypeConflict,
+    UnknownKey,
+)
 
 log = logging.getLogger("proxy.errors")
 
@@ -49,6 +59,29 @@ def bad_request(message: str, **details: Any) -> ApiError:
     return ApiError(400, message, **details)
 
 
+# What each refusal of the store answers over HTTP; the body is the error's message
+# and details, so a client sees what the store said.
+STORE_STATUS: dict[type[StoreError], int] = {
+    InvalidSample: 400,
+    UnknownKey: 401,
+    TypeConflict: 409,
+    IdempotencyConflict: 409,
+    CardinalityExceeded: 429,
+}
+
+
+def store_status(exc: StoreError) -> int:
+    """The HTTP status of a store error (the nearest mapped class; 400 by default)."""
+    for cls in type(exc).__mro__:
+        if cls in STORE_STATUS:
+            return STORE_STATUS[cls]
+    return 400
+
+
+def store_error_response(exc: StoreError) -> Response:
+    return error_response(store_status(exc), exc.message, **exc.details)
+
+
 class DatabaseUnavailable(ApiError):
     def __init__(self, reason: str) -> None:
         super().__init__(503, "database unavailable", headers={"Retry-After": "5"}, reason=reason)
@@ -72,6 +105,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return exc.response()
+
+    @app.errorhandler(StoreError)
+    def _store_error(exc: StoreError) -> Response:
+        return store_error_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,5 +1,9 @@
 """Settings of the proxy (the HTTP API): listening, auth, limits, database pool.
 
+The series limits (PROXY_MAX_SERIES, PROXY_MAX_SERIES_PER_METRIC, PROXY_MAX_LABELS,
+PROXY_MAX_LABEL_VALUE_LENGTH) are core settings (``pgpulse.settings``): every writer
+of series obeys them, the ETL as well as ingest.
+
 Declared like every part's settings (see ``pgpulse.config``); documented in
 docs/proxy.md and docs/api.md, with defaults in .env.example.
 """
@@ -10,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from pgpulse import config
-from pgpulse.config import SettingsError, setting
+from pgpulse.config import setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +71,6 @@ class ProxySettings:
         "Most samples (or snapshots) one ingest request may carry.",
         parse=config.as_int(1), accepts="integer >= 1",
     )
-    max_labels: int = setting(
-        "PROXY_MAX_LABELS", 30, "Most labels one sample may carry.",
-        parse=config.as_int(0, 1000), accepts="integer 0..1000",
-    )
-    max_label_value_len: int = setting(
-        "PROXY_MAX_LABEL_VALUE_LENGTH", 1024,
-        "Longest label value, in characters.",
-        parse=config.as_int(1), accepts="integer >= 1",
-    )
     max_past_s: int = setting(
         "PROXY_MAX_SAMPLE_AGE_SECONDS", 7 * 86400,
         "Oldest sample timestamp accepted, in seconds before now.",
@@ -85,16 +80,6 @@ class ProxySettings:
         "PROXY_MAX_SAMPLE_FUTURE_SECONDS", 600,
         "Furthest sample timestamp accepted, in seconds after now (clock skew).",
         parse=config.as_int(0), accepts="integer >= 0",
-    )
-    max_series: int = setting(
-        "PROXY_MAX_SERIES", 10_000,
-        "Most series in the catalogue: an ingest batch that would create more gets 429.",
-        parse=config.as_int(1), accepts="integer >= 1",
-    )
-    max_series_per_metric: int = setting(
-        "PROXY_MAX_SERIES_PER_METRIC", 2_000,
-        "Most series of one metric name: a batch that would create more gets 429.",
-        parse=config.as_int(1), accepts="integer >= 1",
     )
     max_points: int = setting(
         "PROXY_MAX_POINTS", 100_000,
@@ -139,13 +124,6 @@ class ProxySettings:
         "under PGPULSE_DATA_DIR when this is empty and PROXY_WORKERS > 1).",
         parse=config.as_optional_str, accepts="a directory path or empty",
     )
-
-    def check(self) -> None:
-        if self.max_series_per_metric > self.max_series:
-            raise SettingsError(
-                "PROXY_MAX_SERIES_PER_METRIC must be <= PROXY_MAX_SERIES "
-                f"({self.max_series_per_metric} > {self.max_series})"
-            )
 
 
 def load_proxy(environ: Mapping[str, str] | None = None, **overrides) -> ProxySettings:

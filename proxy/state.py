@@ -14,8 +14,8 @@ from psycopg_pool import ConnectionPool
 
 from etl.service import EtlService
 from pgpulse.settings import CoreSettings
+from pgpulse.store.series import SeriesCache
 from pgpulse.tiers import Retention
-from proxy.catalogue import SeriesCache
 from proxy.settings import ProxySettings
 
 EXTENSION = "pgpulse_proxy"
@@ -37,8 +37,6 @@ class ProxyState:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     # Series ids by (name, labels), shared by the ingest requests.
     series_cache: SeriesCache = dataclasses.field(default_factory=SeriesCache)
-    # When expired idempotency keys were last swept (monotonic seconds).
-    idempotency_swept: float = 0.0
     # The OpenAPI paths the blueprint modules add (served by /api/openapi.json).
     openapi_paths: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -6,29 +6,14 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 
+from pgpulse.store.batch import PG_EPOCH_S, parse_rfc3339  # noqa: F401 - one definition
 from proxy.errors import bad_request
 
-PG_EPOCH_S = 946_684_800  # 2000-01-01T00:00:00Z, where PostgreSQL's binary timestamps count from
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 # Unix seconds outside these bounds are certainly not meant (years 1970..2200).
 MIN_UNIX = 0.0
 MAX_UNIX = 7_258_118_400.0
-
-
-def parse_rfc3339(text: str) -> datetime | None:
-    """An aware datetime for RFC 3339 text, or None when it is not RFC 3339."""
-    if len(text) > 40 or not _RFC3339.fullmatch(text):
-        return None
-    # fromisoformat takes at most 6 fractional digits: drop the nanoseconds.
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:
-        text = text[: frac.start(1) + 6] + text[frac.end(1):]
-    try:
-        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
-    except ValueError:
-        return None
 
 
 def parse_time(raw: str, param: str) -> datetime:

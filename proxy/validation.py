@@ -1,245 +1,313 @@
-"""Validation of ingest batches: one tight pass over the samples.
+"""Validation of ingest batches: the rules as one table, and a fast path beside it.
 
-Rules (docs/api.md lists them for users):
+:data:`SAMPLE_RULES` is the specification (docs/api.md lists it for users): each
+sample runs through the rules in order, and the first that fails is the sample's
+problem (its field, message and reason). The rules of a series' identity (names,
+labels, type) are the store's (:mod:`pgpulse.store.series`), written there once;
+this table adds what is particular to a JSON batch (fields, values, timestamps,
+duplicates). :func:`validate_plain` runs the table and nothing else.
 
-* a metric name matches ``[a-zA-Z_:][a-zA-Z0-9_:]*`` and is at most 200 characters;
-* a label name matches ``[a-zA-Z_][a-zA-Z0-9_]*``, at most 100 characters, and does
-  not start with ``__`` (reserved, like Prometheus);
-* a label value is a string of at most PROXY_MAX_LABEL_VALUE_LENGTH characters,
-  without NUL; at most PROXY_MAX_LABELS labels per sample;
-* a value is a finite JSON number (not a string, not a boolean);
-* a timestamp is RFC 3339 text or Unix seconds, within [now - PROXY_MAX_SAMPLE_AGE_SECONDS,
-  now + PROXY_MAX_SAMPLE_FUTURE_SECONDS]; absent, it is the time the batch arrived;
-* a type is "gauge" or "counter" (absent: the series' type, gauge for a new series);
-* no two samples of a batch share series and timestamp, and one series has one type;
-* a sample has no fields besides name, labels, value, timestamp, type.
+:func:`validate` gives the same answer, faster: a sample of a series already
+accepted in this batch (same name, same labels in the same order, same declared
+type) with a finite float value needs only its timestamp converted and checked for
+window and duplicates, a few dict lookups; anything else runs the table. The fast
+path converts Unix seconds inline (a function call per sample costs a tenth of
+its time) with :func:`time_us`'s own bounds and formula. A property test
+(tests/test_store_validation.py) checks that both agree on random batches.
 
-The pass checks every sample (so the error can count them all) but does the work of
-a name or label set once per batch: samples of the same series cost a few dict
-lookups each.
+The pass checks every sample (so the error can count them all), remembers names
+and label sets already found good, and raises :class:`InvalidSample` naming the
+first bad sample: ``metrics[i].field: message`` with ``index``, ``field``,
+``reason``, ``invalid_count`` and ``total``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
-from proxy.settings import ProxySettings
-from proxy.timeparse import PG_EPOCH_S, parse_rfc3339
+from pgpulse.store.batch import PG_EPOCH_US, Batch, LabelKey, SeriesKey, parse_rfc3339
+from pgpulse.store.batch import datetime_us as _datetime_us
+from pgpulse.store.errors import InvalidSample
+from pgpulse.store.series import (
+    LABEL_NAME,  # noqa: F401 - the label name rule, for the API's matchers
+    SeriesLimits,
+    label_set_problem,
+    metric_name_problem,
+    type_problem,
+)
 
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-MAX_NAME_LENGTH = 200
-MAX_LABEL_NAME_LENGTH = 100
-TYPES = ("gauge", "counter")
 FIELDS = frozenset({"name", "labels", "value", "timestamp", "type"})
-_PG_EPOCH_US = PG_EPOCH_S * 1_000_000
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
+MAX_UNIX_S = 1e11  # Unix seconds beyond this are not a time (the year 5138)
+MAX_VALUE = 1.7e308  # integers beyond this do not fit a float8
 
 
-@dataclasses.dataclass
-class SeriesKey:
-    name: str
-    labels: dict[str, str]
-    type: str | None  # as the batch declared it (None: not said)
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a batch is checked against: the series limits and the time window."""
 
-
-@dataclasses.dataclass
-class Batch:
-    """A valid batch: distinct series, and rows of (PostgreSQL µs, series index, value)."""
-
-    keys: list[SeriesKey]
-    index: dict[tuple[str, tuple[tuple[str, str], ...]], int]
-    rows: list[tuple[int, int, float]]
-
-
-class InvalidBatch(Exception):
-    def __init__(self, index: int, field: str, message: str, invalid: int, reason: str) -> None:
-        super().__init__(message)
-        self.index = index
-        self.field = field
-        self.message = message
-        self.invalid = invalid
-        self.reason = reason
-
-
-def label_problem(name: Any, value: Any, max_len: int) -> tuple[str, str] | None:
-    """(field suffix, message) for a bad label, or None."""
-    if type(name) is not str or len(name) > MAX_LABEL_NAME_LENGTH or not LABEL_NAME.fullmatch(name):
-        return "", f"label name {str(name)[:50]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_NAME_LENGTH} characters)"
-    if name.startswith("__"):
-        return "", f"label name {name!r}: names starting with __ are reserved"
-    if type(value) is not str:
-        return "." + name, f"label {name!r}: value must be a string"
-    if len(value) > max_len:
-        return "." + name, f"label {name!r}: value longer than {max_len} characters"
-    if "\x00" in value:
-        return "." + name, f"label {name!r}: value contains a NUL character"
-    return None
-
-
-def metric_name_problem(name: Any) -> str | None:
-    if type(name) is not str:
-        return "name must be a string"
-    if not name or len(name) > MAX_NAME_LENGTH or not METRIC_NAME.fullmatch(name):
-        return f"metric name {name[:50]!r} must match [a-zA-Z_:][a-zA-Z0-9_:]* (1 to {MAX_NAME_LENGTH} characters)"
-    return None
+    series: SeriesLimits
+    max_past_s: int
+    max_future_s: int
 
 
 def time_us(ts: Any) -> int | None:
     """PostgreSQL microseconds of a sample timestamp (number or RFC 3339), or None."""
     kind = type(ts)
-    if kind is int or kind is float:
-        if not math.isfinite(ts) or abs(ts) > 1e11:
+    if kind is float or kind is int:
+        if not -MAX_UNIX_S <= ts <= MAX_UNIX_S:  # also false for NaN
             return None
-        return round(ts * 1_000_000) - _PG_EPOCH_US
+        return round(ts * 1_000_000) - PG_EPOCH_US  # pgpulse.store.batch.unix_us, inlined
     if kind is str:
         parsed = parse_rfc3339(ts)
-        if parsed is None:
-            return None
-        # Integer arithmetic: no float rounding of microseconds.
-        return (parsed - _PG_EPOCH) // _US
+        return None if parsed is None else _datetime_us(parsed)
     return None
 
 
-def validate(items: Any, settings: ProxySettings, now_us: int) -> Batch:
-    """Check a batch (the value of "metrics"); raise InvalidBatch naming the first bad sample."""
-    lo = now_us - settings.max_past_s * 1_000_000
-    hi = now_us + settings.max_future_s * 1_000_000
-    max_labels = settings.max_labels
-    max_len = settings.max_label_value_len
-    keys: list[SeriesKey] = []
-    index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
-    rows: list[tuple[int, int, float]] = []
-    seen: set[tuple[int, int]] = set()
-    good_names: set[str] = set()
-    good_labels: set[tuple[tuple[str, str], ...]] = set()
-    first: tuple[int, str, str, str] | None = None
-    invalid = 0
+class _Check:
+    """One batch being checked: its limits, the series and rows accepted so far, and
+    what each rule computed for the sample at hand (``name``, ``labels``, ``lkey``,
+    ``value``, ``t``, ``k``) for the rules after it."""
 
-    # Fast path: a sample of a series already seen in this batch (same name, same
-    # labels in the same order, same declared type), with a float value and a numeric
-    # or absent timestamp, costs a few dict lookups. Anything else takes the full checks.
-    fast: dict[tuple, int] = {}
+    def __init__(self, limits: Limits, now_us: int) -> None:
+        self.limits = limits
+        self.now_us = now_us
+        self.lo = now_us - limits.max_past_s * 1_000_000
+        self.hi = now_us + limits.max_future_s * 1_000_000
+        self.batch = Batch()
+        self.seen: set[tuple[int, int]] = set()
+        self.good_names: set[str] = set()
+        self.good_labels: set[LabelKey] = set()
+        self.good_label_names: set[str] = set()
+        # (name, labels items in the sample's order, declared type) -> series index
+        self.fast: dict[tuple, int] = {}
+        self.first: tuple[int, str, str, str] | None = None
+        self.invalid = 0
+        # the sample at hand
+        self.labels: dict = {}
+        self.lkey: LabelKey = ()
+        self.value = 0.0
+        self.t = 0
+        self.k: int | None = None
+
+
+Problem = str | tuple[str, str] | None  # a message (the rule's field), or (field, message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    field: str  # where a failure points ("" the sample itself)
+    reason: str  # counted in pgpulse_proxy_samples_rejected_total, returned as "reason"
+    says: str  # the rule in words
+    check: Callable[[dict, _Check], Problem]
+
+
+# -- the rules, in the order a sample meets them --------------------------------------
+
+
+def _is_object(s: Any, c: _Check) -> Problem:
+    return None if type(s) is dict else "sample must be a JSON object"
+
+
+def _known_fields(s: dict, c: _Check) -> Problem:
+    if s.keys() <= FIELDS:
+        return None
+    extra = sorted(set(s) - FIELDS)[0]
+    return extra, f"unknown field {extra!r}"
+
+
+def _name(s: dict, c: _Check) -> Problem:
+    name = s.get("name")
+    if type(name) is str and name in c.good_names:
+        return None
+    problem = metric_name_problem(name)
+    if problem is None:
+        c.good_names.add(name)
+    return problem
+
+
+def _labels_object(s: dict, c: _Check) -> Problem:
+    labels = s.get("labels")
+    c.labels, c.lkey = {}, ()
+    if labels is None or labels == {}:
+        return None
+    if type(labels) is not dict:
+        return "labels must be a JSON object of strings"
+    c.labels, c.lkey = labels, tuple(sorted(labels.items()))
+    return None
+
+
+def _known_labels(c: _Check) -> bool:
+    try:
+        return c.lkey in c.good_labels
+    except TypeError:  # an unhashable value (list, object)
+        return False
+
+
+def _label_count(s: dict, c: _Check) -> Problem:
+    if len(c.labels) > c.limits.series.max_labels and not _known_labels(c):
+        return f"more than {c.limits.series.max_labels} labels"
+    return None
+
+
+def _each_label(s: dict, c: _Check) -> Problem:
+    if not c.lkey or _known_labels(c):
+        return None
+    bad = label_set_problem(c.labels, c.limits.series.max_label_value_len, c.good_label_names)
+    if bad is None:
+        c.good_labels.add(c.lkey)
+    return bad
+
+
+def _value(s: dict, c: _Check) -> Problem:
+    value = s.get("value")
+    kind = type(value)
+    if kind is int:
+        if abs(value) > MAX_VALUE:
+            return "value out of range"
+        value = float(value)
+    elif kind is not float or not math.isfinite(value):
+        return "value must be a finite number"
+    c.value = value
+    return None
+
+
+def _timestamp(s: dict, c: _Check) -> Problem:
+    ts = s.get("timestamp")
+    t = c.now_us if ts is None else time_us(ts)
+    if t is None:
+        return "timestamp must be RFC 3339 text or Unix seconds"
+    c.t = t
+    return None
+
+
+def _window(s: dict, c: _Check) -> Problem:
+    if c.lo <= c.t <= c.hi:
+        return None
+    return (f"timestamp outside the accepted window (now - {c.limits.max_past_s}s .. "
+            f"now + {c.limits.max_future_s}s)")
+
+
+def _type(s: dict, c: _Check) -> Problem:
+    return type_problem(s.get("type"))
+
+
+def _one_type(s: dict, c: _Check) -> Problem:
+    c.k = k = c.batch.index.get((s["name"], c.lkey))
+    typ = s.get("type")
+    if k is None or typ is None:
+        return None
+    declared = c.batch.keys[k].type
+    if declared is not None and declared != typ:
+        return f"series declared both {declared} and {typ} in this batch"
+    return None
+
+
+def _no_duplicate(s: dict, c: _Check) -> Problem:
+    if c.k is not None and (c.k, c.t) in c.seen:
+        return "duplicate sample: same series and timestamp as an earlier sample of this batch"
+    return None
+
+
+SAMPLE_RULES: tuple[Rule, ...] = (
+    Rule("", "invalid", "a sample is a JSON object", _is_object),
+    Rule("", "invalid", "fields are only name, labels, value, timestamp, type", _known_fields),
+    Rule("name", "invalid_name", "a metric name (pgpulse.store.series)", _name),
+    Rule("labels", "invalid_labels", "labels, when given, are a JSON object", _labels_object),
+    Rule("labels", "too_many_labels", "at most PROXY_MAX_LABELS labels", _label_count),
+    Rule("labels", "invalid_labels",
+         "label names and values (pgpulse.store.series; PROXY_MAX_LABEL_VALUE_LENGTH)",
+         _each_label),
+    Rule("value", "invalid_value", "a value is a finite JSON number", _value),
+    Rule("timestamp", "invalid_timestamp",
+         "a timestamp is RFC 3339 text or Unix seconds (absent: the time the batch came)",
+         _timestamp),
+    Rule("timestamp", "out_of_window",
+         "within now - PROXY_MAX_SAMPLE_AGE_SECONDS .. now + PROXY_MAX_SAMPLE_FUTURE_SECONDS",
+         _window),
+    Rule("type", "invalid", "a type is gauge or counter (absent: the series' type)", _type),
+    Rule("type", "type_conflict", "one series has one type in a batch", _one_type),
+    Rule("timestamp", "duplicate", "no two samples of a batch share series and timestamp",
+         _no_duplicate),
+)
+
+
+_RUN = tuple((rule.check, rule) for rule in SAMPLE_RULES)
+
+
+def _sample(c: _Check, i: int, s: Any) -> None:
+    """Run the table on sample ``i``: accept it into the batch, or count its problem."""
+    for check, rule in _RUN:
+        problem = check(s, c)
+        if problem is not None:
+            field, message = (rule.field, problem) if type(problem) is str else problem
+            c.invalid += 1
+            if c.first is None:
+                c.first = (i, field, message, rule.reason)
+            return
+    typ = s.get("type")
+    k = c.k
+    batch = c.batch
+    if k is None:
+        k = batch.index[(s["name"], c.lkey)] = len(batch.keys)
+        batch.keys.append(SeriesKey(s["name"], c.labels, typ))
+    elif typ is not None and batch.keys[k].type is None:
+        batch.keys[k].type = typ
+    c.seen.add((k, c.t))
+    batch.rows.append((c.t, k, c.value))
+    labels = s.get("labels")
+    # The fast path's key: the labels in the sample's own order (no sort needed).
+    c.fast[(s["name"], tuple(labels.items()) if labels else (), typ)] = k
+
+
+def _result(c: _Check, total: int) -> Batch:
+    if c.first is not None:
+        i, field, message, reason = c.first
+        where = f"metrics[{i}]" + (f".{field}" if field else "")
+        raise InvalidSample(f"{where}: {message}", index=i, field=field or None, reason=reason,
+                            invalid_count=c.invalid, total=total)
+    return c.batch
+
+
+def validate_plain(items: list, limits: Limits, now_us: int) -> Batch:
+    """The specification: every sample through :data:`SAMPLE_RULES`."""
+    c = _Check(limits, now_us)
+    for i, s in enumerate(items):
+        _sample(c, i, s)
+    return _result(c, len(items))
+
+
+def validate(items: list, limits: Limits, now_us: int) -> Batch:
+    """Check a batch (the value of "metrics"); raise InvalidSample naming the first bad
+    sample. Same answer as :func:`validate_plain`, with the fast path."""
+    c = _Check(limits, now_us)
+    fast, seen, rows = c.fast, c.seen, c.batch.rows
+    lo, hi = c.lo, c.hi
     for i, s in enumerate(items):
         if type(s) is dict and s.keys() <= FIELDS:
             labels = s.get("labels")
-            value = s.get("value")
-            ts = s.get("timestamp")
             try:
-                fk = (s.get("name"), tuple(labels.items()) if labels else (), s.get("type"))
-                k = fast.get(fk)
-            except (TypeError, AttributeError):
+                k = fast.get((s.get("name"), tuple(labels.items()) if labels else (), s.get("type")))
+            except (TypeError, AttributeError):  # unhashable values, labels not an object
                 k = None
+            value = s.get("value")
             # value - value is 0.0 only for a finite float.
             if k is not None and type(value) is float and value - value == 0.0:
+                ts = s.get("timestamp")
                 kind = type(ts)
                 if ts is None:
                     t = now_us
-                elif kind is float or kind is int:
-                    t = round(ts * 1_000_000) - _PG_EPOCH_US if -1e11 < ts < 1e11 else lo - 1
+                elif (kind is float or kind is int) and -MAX_UNIX_S <= ts <= MAX_UNIX_S:
+                    t = round(ts * 1_000_000) - PG_EPOCH_US  # time_us(ts), inlined
                 else:
-                    t = None
+                    t = time_us(ts)
                 if t is not None and lo <= t <= hi:
                     mark = (k, t)
                     if mark not in seen:
                         seen.add(mark)
                         rows.append((t, k, value))
                         continue
-        problem: tuple[str, str, str] | None = None  # (field, message, reason)
-        if type(s) is not dict:
-            problem = ("", "sample must be a JSON object", "invalid")
-        elif not s.keys() <= FIELDS:
-            extra = sorted(set(s) - FIELDS)[0]
-            problem = (extra, f"unknown field {extra!r}", "invalid")
-        else:
-            name = s.get("name")
-            if type(name) is not str or name not in good_names:
-                msg = metric_name_problem(name)
-                if msg:
-                    problem = ("name", msg, "invalid_name")
-                else:
-                    good_names.add(name)
-            labels = s.get("labels")
-            lkey: tuple[tuple[str, str], ...] = ()
-            if problem is None and labels is not None and labels != {}:
-                if type(labels) is not dict:
-                    problem = ("labels", "labels must be a JSON object of strings", "invalid_labels")
-                else:
-                    try:
-                        lkey = tuple(sorted(labels.items()))
-                        known = lkey in good_labels
-                    except TypeError:  # an unhashable value (list, object)
-                        known = False
-                    if not known:
-                        if len(labels) > max_labels:
-                            problem = ("labels", f"more than {max_labels} labels", "too_many_labels")
-                        else:
-                            for k, v in labels.items():
-                                bad = label_problem(k, v, max_len)
-                                if bad:
-                                    problem = ("labels" + bad[0], bad[1], "invalid_labels")
-                                    break
-                        if problem is None:
-                            good_labels.add(lkey)
-            value = s.get("value")
-            if problem is None:
-                kind = type(value)
-                if kind is int:
-                    if abs(value) > 1.7e308:
-                        problem = ("value", "value out of range", "invalid_value")
-                    value = float(value)
-                elif kind is not float:
-                    problem = ("value", "value must be a finite number", "invalid_value")
-                elif not math.isfinite(value):
-                    problem = ("value", "value must be a finite number", "invalid_value")
-            if problem is None:
-                ts = s.get("timestamp")
-                if ts is None:
-                    t = now_us
-                else:
-                    t = time_us(ts)
-                    if t is None:
-                        problem = ("timestamp", "timestamp must be RFC 3339 text or Unix seconds", "invalid_timestamp")
-                    elif t < lo or t > hi:
-                        problem = ("timestamp", f"timestamp outside the accepted window (now - {settings.max_past_s}s .. now + {settings.max_future_s}s)", "out_of_window")
-            if problem is None:
-                typ = s.get("type")
-                if typ is not None and typ not in TYPES:
-                    problem = ("type", "type must be 'gauge' or 'counter'", "invalid")
-                else:
-                    key = (name, lkey)
-                    k = index.get(key)
-                    if k is None:
-                        k = len(keys)
-                        index[key] = k
-                        keys.append(SeriesKey(name, labels or {}, typ))
-                    elif typ is not None:
-                        declared = keys[k].type
-                        if declared is None:
-                            keys[k].type = typ
-                        elif declared != typ:
-                            problem = ("type", f"series declared both {declared} and {typ} in this batch", "type_conflict")
-                    if problem is None:
-                        mark = (k, t)
-                        if mark in seen:
-                            problem = ("timestamp", "duplicate sample: same series and timestamp as an earlier sample of this batch", "duplicate")
-                        else:
-                            seen.add(mark)
-                            rows.append((t, k, value))
-                            if type(value) is float:
-                                try:
-                                    fast[(name, tuple(labels.items()) if labels else (), typ)] = k
-                                except (TypeError, AttributeError):
-                                    pass
-        if problem is not None:
-            invalid += 1
-            if first is None:
-                first = (i, problem[0], problem[1], problem[2])
-    if first is not None:
-        raise InvalidBatch(first[0], first[1], first[2], invalid, first[3])
-    return Batch(keys, index, rows)
+        _sample(c, i, s)
+    return _result(c, len(items))

@@ -1,10 +1,9 @@
-"""The postgres sink: batches into system_metrics, idempotent on (host, time).
+"""The postgres sink: batches into system_metrics through the store.
 
-One batch is one transaction: COPY into a temporary table, then one
-``INSERT ... SELECT ... ON CONFLICT (host, time) DO NOTHING`` into system_metrics.
-COPY keeps the hot path free of row-at-a-time statements; the temporary table
-lets the conflict rule apply, which plain COPY into the table cannot, so a
-replayed snapshot is skipped instead of failing the whole batch.
+One batch is one transaction: :func:`pgpulse.store.snapshots.write` checks every
+snapshot by the rules the proxy's snapshot ingest applies too, then inserts the
+batch in one set-based statement, idempotent on (host, time): a replayed snapshot
+is skipped instead of failing the whole batch.
 """
 
 from __future__ import annotations
@@ -18,24 +17,10 @@ from psycopg import errors
 from collector.sinks import SinkRejected, SinkUnavailable
 from collector.spool import Entry
 from pgpulse import db
+from pgpulse.store import snapshots
+from pgpulse.store.errors import InvalidSample
 
 log = logging.getLogger(__name__)
-
-# ON COMMIT DELETE ROWS: the table lives as long as the connection and is empty
-# at the start of every batch.
-CREATE_BATCH_TABLE = """
-    CREATE TEMPORARY TABLE IF NOT EXISTS pgpulse_snapshot_batch (
-        time timestamptz NOT NULL,
-        host text NOT NULL,
-        data jsonb NOT NULL
-    ) ON COMMIT DELETE ROWS
-"""
-COPY_BATCH = "COPY pgpulse_snapshot_batch (time, host, data) FROM STDIN"
-INSERT_BATCH = """
-    INSERT INTO system_metrics (time, host, data)
-    SELECT time, host, data FROM pgpulse_snapshot_batch
-    ON CONFLICT (host, time) DO NOTHING
-"""
 
 # A dead server or a black-holed network must fail a write within seconds, not
 # hang the shipper: keepalives and a TCP user timeout bound the wait for an
@@ -70,10 +55,7 @@ class PostgresSink:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._drop()
-            conn = db.connect(self.url, **CONNECT_OPTIONS)
-            conn.execute(CREATE_BATCH_TABLE)
-            conn.commit()
-            self._conn = conn
+            self._conn = db.connect(self.url, **CONNECT_OPTIONS)
         return self._conn
 
     def write(self, batch: Sequence[Entry]) -> int:
@@ -81,13 +63,13 @@ class PostgresSink:
             return 0
         try:
             conn = self._connection()
-            with conn.cursor() as cur:
-                with cur.copy(COPY_BATCH) as copy:
-                    for entry in batch:
-                        copy.write_row((entry.time, entry.host, entry.data.decode()))
-                cur.execute(INSERT_BATCH)
-                inserted = cur.rowcount
+            inserted = snapshots.write(
+                conn, [{"host": e.host, "time": e.time, "data": e.data} for e in batch]
+            )
             conn.commit()
+        except InvalidSample as exc:
+            self._rollback()
+            raise SinkRejected(exc.message) from exc
         except (errors.DataError, errors.IntegrityError) as exc:
             self._rollback()
             raise SinkRejected(_first_line(exc)) from exc

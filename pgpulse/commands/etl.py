@@ -63,8 +63,9 @@ def _etl_settings():
 def etl_service(url: str, settings: Any):
     """The ETL service of one command (MongoDB at MONGO_URI), closed when it is done."""
     from etl.service import EtlService
+    from pgpulse.store.series import SeriesLimits
 
-    service = EtlService.from_settings(url, settings)
+    service = EtlService.from_settings(url, settings, SeriesLimits.from_settings(load_core()))
     try:
         yield service
     finally:

@@ -4,6 +4,12 @@ One module per table family, each the only writer of its tables:
 
 * :mod:`pgpulse.store.errors`      the domain errors every writer raises
 * :mod:`pgpulse.store.keys`        ``api_keys``: make, list, revoke and verify API keys
+* :mod:`pgpulse.store.batch`       the column-shaped batch of samples every producer hands in
+* :mod:`pgpulse.store.series`      ``series``: the rules of a series, the limits, the cache,
+                                   and the one place that creates series
+* :mod:`pgpulse.store.samples`     ``samples``: binary COPY of a resolved batch
+* :mod:`pgpulse.store.snapshots`   ``system_metrics``: host snapshots, one rule set
+* :mod:`pgpulse.store.idempotency` ``ingest_idempotency``: answers of retried batches
 * :mod:`pgpulse.store.readings`    ``reading_analytics``: the ETL's readings, and their pages
 * :mod:`pgpulse.store.etl_runs`    ``etl_runs``, ``etl_rejects``: ETL runs and rejects
 

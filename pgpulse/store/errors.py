@@ -33,3 +33,7 @@ class CardinalityExceeded(StoreError):
 
 class UnknownKey(StoreError):
     """An API key that does not exist or was revoked."""
+
+
+class IdempotencyConflict(StoreError):
+    """An idempotency key already used with a different request body."""

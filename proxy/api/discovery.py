@@ -112,8 +112,8 @@ def cardinality() -> Response:
         ).fetchall()
     return json_response({
         "series": total,
-        "limit": st.settings.max_series,
-        "per_metric_limit": st.settings.max_series_per_metric,
+        "limit": st.core.max_series,
+        "per_metric_limit": st.core.max_series_per_metric,
         "metrics": [{"name": n, "series": c, "share": round(c / total, 4) if total else 0}
                     for n, c in top_metrics],
         "labels": [{"name": k, "series": n, "values": v} for k, n, v in top_labels],
