@@ -92,12 +92,25 @@ def test_late_data_inside_window_is_taken_in(conn):
     assert hour[2] == 361
 
 
-def test_late_data_outside_window_is_left_out_of_the_store(conn):
+def test_late_data_outside_window_is_taken_in_through_the_invalidation_log(conn):
     add_samples(conn, 1, T0, T0 + timedelta(hours=4))
     refresh(conn, at=T0 + timedelta(hours=4))
     conn.execute("INSERT INTO samples VALUES (%s, 1, 100.0)", (T0 + timedelta(minutes=1, seconds=1),))
-    refresh(conn, at=T0 + timedelta(hours=4, minutes=5))
-    assert store(conn, "5m")[0][2] == 30  # documented: older than the late window is not re-read
+    logged = conn.execute("SELECT relation, lo, hi FROM pgpulse_invalidations").fetchall()
+    assert logged == [("samples", T0 + timedelta(minutes=1, seconds=1), T0 + timedelta(minutes=1, seconds=1))]
+    touched = refresh(conn, at=T0 + timedelta(hours=4, minutes=5))
+    assert store(conn, "5m")[0][2] == 31 and store(conn, "5m")[0][5] == 100.0
+    assert store(conn, "1h")[0][2] == 361
+    # the log is consumed: the late bucket, plus the forward range (late window)
+    assert conn.execute("SELECT count(*) FROM pgpulse_invalidations").fetchone()[0] == 0
+    assert touched["samples_5m"] == 1 + 12 and touched["samples_1h"] == 1 + 1
+
+
+def test_on_time_writes_log_nothing(conn):
+    add_samples(conn, 1, T0, T0 + timedelta(hours=1))
+    refresh(conn, at=T0 + timedelta(hours=1))
+    add_samples(conn, 1, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    assert conn.execute("SELECT count(*) FROM pgpulse_invalidations").fetchone()[0] == 0
 
 
 def test_views_add_the_part_above_the_watermark(conn):
