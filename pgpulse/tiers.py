@@ -267,17 +267,26 @@ def refresh(url: str, settings: CoreSettings, *, backfill: bool = False) -> list
             return [(r[0], r[1]) for r in rows]
         if mode != engine_mode.TIMESCALE:
             raise RuntimeError("the database is not migrated: run `pgpulse migrate`")
-        # Never refresh a range whose source was dropped by retention: TimescaleDB
-        # would empty the aggregate there. Start a day inside the source's horizon.
         now = conn.execute("SELECT now()").fetchone()[0]
         done = []
-        for cagg in CAGGS:
-            t = next(t for t in ROLLED_UP if cagg in (t.samples, t.hosts))
-            start = now - retention.of(t.source) + timedelta(days=1)
-            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)",
-                         (cagg, start, _last_complete(now, t)))
+        for cagg, start, end in refresh_windows(now, retention):
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (cagg, start, end))
             done.append((cagg, None))
         return done
+
+
+def refresh_windows(now: datetime, retention: Retention) -> list[tuple[str, datetime, datetime]]:
+    """(continuous aggregate, start, end) of a full refresh at ``now``, in refresh order.
+
+    Each window starts a day inside the retention of what the aggregate reads (a
+    refresh over dropped chunks would empty the aggregate there) and ends at the
+    aggregate's last complete bucket.
+    """
+    out = []
+    for cagg in CAGGS:
+        t = next(t for t in ROLLED_UP if cagg in (t.samples, t.hosts))
+        out.append((cagg, now - retention.of(t.source) + timedelta(days=1), _last_complete(now, t)))
+    return out
 
 
 def maintain(url: str, settings: CoreSettings) -> int:
