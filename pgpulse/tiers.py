@@ -27,7 +27,7 @@ from pgpulse.settings import CoreSettings
 
 # Headline numbers of a collector snapshot that get tiers: (column prefix, JSON path
 # in system_metrics.data). Same list as the migration that made the tier columns
-# (tests/test_migrations.py checks); documented in docs/metrics.md.
+# (tests/test_rollups.py checks); documented in docs/metrics.md.
 HOST_FIELDS: dict[str, tuple[str, ...]] = {
     "cpu_percent": ("cpu", "percent"),
     "cpu_iowait": ("cpu", "iowait"),
@@ -97,6 +97,7 @@ class Tier:
     samples: str
     hosts: str
     retention_setting: str  # the CoreSettings field (days) that bounds it
+    meta_key: str  # where pgpulse_configure records that retention in pgpulse_meta
     source: str | None  # the tier it is rolled up from (None: raw, written directly)
 
     @property
@@ -130,9 +131,11 @@ class Tier:
 
 
 TIERS: tuple[Tier, ...] = (
-    Tier("raw", timedelta(0), "samples", "system_metrics", "raw_retention_days", None),
-    Tier("5m", timedelta(minutes=5), "samples_5m", "system_metrics_5m", "retention_5m_days", "raw"),
-    Tier("1h", timedelta(hours=1), "samples_1h", "system_metrics_1h", "retention_1h_days", "5m"),
+    Tier("raw", timedelta(0), "samples", "system_metrics", "raw_retention_days", "raw_retention", None),
+    Tier("5m", timedelta(minutes=5), "samples_5m", "system_metrics_5m", "retention_5m_days", "retention_5m",
+         "raw"),
+    Tier("1h", timedelta(hours=1), "samples_1h", "system_metrics_1h", "retention_1h_days", "retention_1h",
+         "5m"),
 )
 BY_NAME: dict[str, Tier] = {t.name: t for t in TIERS}
 ROLLED_UP: tuple[Tier, ...] = tuple(t for t in TIERS if not t.raw)

@@ -200,3 +200,16 @@ def test_rollup_never_rewrites_buckets_whose_raw_data_retention_dropped(conn):
     assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
     refresh(conn, at=datetime.now(UTC))
     assert len(store(conn, "5m")) == 12
+
+
+@pytest.mark.parametrize("family", ["samples", "hosts"])
+def test_tier_relations_have_the_registry_columns(conn, family):
+    """The migrations' tier columns are the registry's (pgpulse.tiers.HOST_FIELDS)."""
+    from pgpulse import tiers
+
+    for t in tiers.ROLLED_UP:
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+            (t.relation(family),),
+        ).fetchall()]
+        assert columns == tiers.store_columns(family), t.relation(family)
