@@ -309,11 +309,15 @@ class TierStatus:
     rows: int
     newest: datetime | None
     lag: timedelta | None
+    tier: str = "raw"
+    late_writes: int | None = None  # portable raw tables: logged late writes not yet rolled up
 
 
 def status(conn: psycopg.Connection) -> list[TierStatus]:
-    """Rows, newest bucket and lag behind now of every raw table and tier."""
+    """Rows, newest bucket and lag behind now of every raw table and tier; for the
+    portable engine's raw tables, the late writes waiting for the next rollup run."""
     now = conn.execute("SELECT now()").fetchone()[0]
+    logged = conn.execute("SELECT to_regclass('pgpulse_invalidations') IS NOT NULL").fetchone()[0]
     out = []
     for family in ("hosts", "samples"):
         for t in TIERS:
@@ -322,5 +326,10 @@ def status(conn: psycopg.Connection) -> list[TierStatus]:
                 col=sql.Identifier(t.time_column), rel=sql.Identifier(rel)
             )
             rows, newest = conn.execute(query).fetchone()
-            out.append(TierStatus(rel, rows, newest, None if newest is None else now - newest))
+            late = None
+            if logged and t.raw:
+                late = conn.execute(
+                    "SELECT count(*) FROM pgpulse_invalidations WHERE relation = %s", (rel,)
+                ).fetchone()[0]
+            out.append(TierStatus(rel, rows, newest, None if newest is None else now - newest, t.name, late))
     return out

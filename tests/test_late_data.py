@@ -27,7 +27,7 @@ import pytest
 from pglite_runner import PGliteRunner, exec_, query
 from psycopg.rows import dict_row
 
-from pgpulse import scheduler, schema
+from pgpulse import scheduler, schema, tiers
 
 BASE = datetime.now(UTC).replace(microsecond=0)
 SET_BASE = "SELECT set_config('pgpulse_test.base', {}, false)"
@@ -159,11 +159,19 @@ def test_late_data_reaches_every_tier_portable(db_url):
         cycle(db_url, settings)
         conn.execute(LATE)
         conn.execute(ETL_READINGS)
-        # Before the next cycle the late rows are raw-only: the tiers differ.
+        # Before the next cycle the late rows are raw-only: the tiers differ, and
+        # `pgpulse status` says late writes are waiting.
         assert conn.execute(LATE_BUCKETS).fetchone()["n"] == 0
+        assert late_writes_waiting(db_url) == {"samples": 2, "system_metrics": 1}
         cycle(db_url, settings)
         _check({name: (conn.execute(READS[name]).fetchall(), conn.execute(FROM_RAW[name]).fetchall())
                 for name in READS})
+        assert late_writes_waiting(db_url) == {"samples": 0, "system_metrics": 0}
+
+
+def late_writes_waiting(db_url: str) -> dict[str, int | None]:
+    with psycopg.connect(db_url) as plain:
+        return {t.relation: t.late_writes for t in tiers.status(plain) if t.tier == "raw"}
 
 
 def schema_settings(db_url: str):
