@@ -14,6 +14,10 @@
 Neither engine refreshes a range whose source was dropped by retention: that would
 empty the rollups there.
 
+The rollup SQL is made from the tier registry (``pgpulse.tiers``). Its columns are
+those revision 0001 created (tests/test_rollups.py checks); a change of the
+registry's columns or aggregates is a new revision that re-creates the function.
+
 Revision ID: 0003_late_data
 Revises: 0002_etl_rejects
 Create Date: 2026-12-01
