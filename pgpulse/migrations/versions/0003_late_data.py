@@ -3,8 +3,8 @@
 * portable: an invalidation log (``pgpulse_invalidations``), as TimescaleDB keeps for
   its continuous aggregates. A statement-level trigger on ``samples`` and
   ``system_metrics`` records the time range of the rows each statement wrote below
-  the 5m watermark (on-time rows cost one comparison each, nothing is recorded for
-  them). ``pgpulse_refresh_tiers`` re-aggregates exactly the logged buckets, plus
+  the 5m watermark, per hour (on-time rows cost one comparison each, nothing is
+  recorded for them). ``pgpulse_refresh_tiers`` re-aggregates exactly the logged buckets, plus
   the part above the watermark, and the hours those touch in the 1h tier.
 * timescale: the refresh policies' windows reach back to a day inside the retention
   of what they read (TimescaleDB's own invalidation log says which buckets in the
@@ -149,7 +149,10 @@ def refresh_sql(log: bool) -> str:
 
 # Statement-level, with a transition table: one scan of the statement's rows, and
 # only rows older than the 5m watermark are recorded (on-time ingest records nothing).
-LOG_LATE_WRITES = """
+# One log row per hour the late rows fall in (their earliest and latest time there),
+# so a statement with a few scattered old rows (2 hours, 2 days and 6 days back) makes
+# the next run rebuild those hours, not the days between them.
+LOG_LATE_WRITES = f"""
     CREATE FUNCTION pgpulse_log_late_writes() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
     DECLARE
@@ -158,7 +161,7 @@ LOG_LATE_WRITES = """
         INSERT INTO pgpulse_invalidations (relation, lo, hi)
         SELECT TG_TABLE_NAME, min(n.time), max(n.time) FROM pgpulse_new_rows n
         WHERE n.time < mark
-        HAVING count(*) > 0;
+        GROUP BY date_bin(INTERVAL '1 hour', n.time, {EPOCH});
         RETURN NULL;
     END $$
 """
