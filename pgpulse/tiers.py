@@ -224,11 +224,11 @@ def rollup_select(family: str, t: Tier, source: str) -> str:
         values = (cols("value", "") if family == "samples" else
                   ["count(*) AS snapshots", *(x for f, p in HOST_FIELDS.items() for x in cols(host_value(p), f + "_"))])
     else:
-        def cols(prefix: str) -> list[str]:  # type: ignore[misc]
+        def merged(prefix: str) -> list[str]:
             names = {c: prefix + c for c in ROLLUP_COLUMNS}
             return [f"{ROLLUP_FROM_ROLLUP[c].format(time=time, **names)} AS {prefix}{c}" for c in ROLLUP_COLUMNS]
-        values = (cols("") if family == "samples" else
-                  ["sum(snapshots)::bigint AS snapshots", *(x for f in HOST_FIELDS for x in cols(f + "_"))])
+        values = (merged("") if family == "samples" else
+                  ["sum(snapshots)::bigint AS snapshots", *(x for f in HOST_FIELDS for x in merged(f + "_"))])
     return (f"SELECT {bucket_sql(t, time)} AS bucket, {key},\n       "
             + ",\n       ".join(values) + f"\nFROM {source}")
 
