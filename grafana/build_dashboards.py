@@ -6,11 +6,13 @@ and commit both. tests/test_dashboards.py checks the files are up to date and ru
 every panel's SQL against a database with data, in both engine modes.
 
 Tiers: host and application metrics are read from the raw tables, the 5-minute or
-the 1-hour tier, whichever suits the time range. The hidden-in-plain-sight ``tier``
-variable (shown at the top of a dashboard) is computed by SQL from the range's span
-and the retention recorded in ``pgpulse_meta``; every tiered panel is a UNION ALL of
-three branches, each guarded by ``'$tier' = '<tier>'``, a constant the planner folds,
-so only one branch runs.
+the 1-hour tier, whichever suits the time range. The ``tier`` variable (shown at the
+top of a dashboard) is computed by SQL made from the tier registry
+(``pgpulse.tiers``): the rule of ``pgpulse.tiers.choose`` for a step of the range's
+span over ``POINTS``, with the retention recorded in ``pgpulse_meta`` (defaults: the
+settings' declared defaults). Every tiered panel is a UNION ALL of one branch per
+tier, each guarded by ``'$tier' = '<tier>'``, a constant the planner folds, so only
+one branch runs; the aggregates' SQL comes from the registry too.
 
 Macros are those of Grafana's PostgreSQL data source with ``timescaledb: false``
 (``$__timeGroup`` becomes ``floor(extract(epoch from col)/s)*s``), which works on
@@ -19,12 +21,16 @@ both engines.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from pgpulse import tiers
+from pgpulse.settings import CoreSettings
+
 # Headline snapshot numbers with their JSON paths: the tier columns are named after them.
-from pgpulse.tiers import HOST_FIELDS
+from pgpulse.tiers import HOST_FIELDS, TIERS
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
@@ -35,16 +41,31 @@ LOKI = {"type": "loki", "uid": "pgpulse-loki"}
 
 # -- template variables ----------------------------------------------------------------
 
-TIER_SQL = """SELECT CASE
-  WHEN span <= INTERVAL '6 hours' AND $__timeFrom()::timestamptz >= now() - raw_keep THEN 'raw'
-  WHEN span <= INTERVAL '7 days' AND $__timeFrom()::timestamptz >= now() - keep_5m THEN '5m'
-  ELSE '1h'
-END AS tier
-FROM (SELECT $__timeTo()::timestamptz - $__timeFrom()::timestamptz AS span,
-             coalesce((SELECT value::interval FROM pgpulse_meta WHERE key = 'raw_retention'),
-                      INTERVAL '14 days') AS raw_keep,
-             coalesce((SELECT value::interval FROM pgpulse_meta WHERE key = 'retention_5m'),
-                      INTERVAL '90 days') AS keep_5m) AS r"""
+# About how many steps a panel shows: the step the tier is chosen for is span / POINTS.
+POINTS = 100
+_DEFAULT_DAYS = {f.name: f.default for f in dataclasses.fields(CoreSettings)}
+
+
+def tier_sql() -> str:
+    """The ``tier`` variable: :func:`pgpulse.tiers.choose` for step = span / POINTS."""
+    whens = []
+    for t in TIERS[:-1]:
+        wider = tiers.coarser(t)
+        whens.append(
+            f"  WHEN span / {POINTS} < INTERVAL '{int(wider.width.total_seconds())} seconds' "
+            f"AND $__timeFrom()::timestamptz >= now() - keep_{t.name} THEN '{t.name}'"
+        )
+    keeps = ",\n".join(
+        f"             coalesce((SELECT value::interval FROM pgpulse_meta WHERE key = '{t.meta_key}'),\n"
+        f"                      INTERVAL '{_DEFAULT_DAYS[t.retention_setting]} days') AS keep_{t.name}"
+        for t in TIERS[:-1]
+    )
+    return ("SELECT CASE\n" + "\n".join(whens) + f"\n  ELSE '{TIERS[-1].name}'\nEND AS tier\n"
+            "FROM (SELECT $__timeTo()::timestamptz - $__timeFrom()::timestamptz AS span,\n"
+            + keeps + ") AS r")
+
+
+TIER_SQL = tier_sql()
 
 
 def query_var(name: str, sql: str, *, label: str | None = None, multi: bool = False,
@@ -70,8 +91,8 @@ def query_var(name: str, sql: str, *, label: str | None = None, multi: bool = Fa
 
 TIER_VAR = query_var(
     "tier", TIER_SQL,
-    description="Which tier serves the panels: raw up to 6 h, 5-minute up to 7 days, "
-    "1-hour beyond, or the next coarser tier when the range starts before a tier's retention.",
+    description=f"Which tier serves the panels: the coarsest one not wider than the range / {POINTS}, "
+    "or the next coarser tier when the range starts before a tier's retention.",
 )
 
 
@@ -110,28 +131,26 @@ def host_tiered(columns: list[tuple[str, str, str]], *, where: str = "host IN ($
     ``columns``: (alias, field, agg) with agg ``avg`` or ``max``.
     """
     def raw_expr(field: str, agg: str) -> str:
-        return f"{agg}({raw_value(HOST_FIELDS[field])})"
+        return TIERS[0].aggregate(agg, value=raw_value(HOST_FIELDS[field]))
 
-    def tier_expr(field: str, agg: str) -> str:
-        if agg == "avg":
-            return f"sum({field}_sum) / nullif(sum({field}_count), 0)"
-        return f"{agg}({field}_{agg})"
+    def tier_expr(t: tiers.Tier, field: str, agg: str) -> str:
+        return t.aggregate(agg, prefix=field + "_")
 
     raw_cols = ",\n       ".join(f'{raw_expr(f, a)} AS "{alias}"' for alias, f, a in columns)
-    tier_cols = ",\n       ".join(f'{tier_expr(f, a)} AS "{alias}"' for alias, f, a in columns)
     branches = [
         f"""SELECT $__timeGroupAlias(time, $__interval), host AS metric,
        {raw_cols}
-FROM system_metrics
-WHERE '$tier' = 'raw' AND $__timeFilter(time) AND {where}
+FROM {TIERS[0].hosts}
+WHERE '$tier' = '{TIERS[0].name}' AND $__timeFilter(time) AND {where}
 GROUP BY 1, 2"""
     ]
-    for tier in ("5m", "1h"):
+    for t in tiers.ROLLED_UP:
+        tier_cols = ",\n       ".join(f'{tier_expr(t, f, a)} AS "{alias}"' for alias, f, a in columns)
         branches.append(
             f"""SELECT $__timeGroupAlias(bucket, $__interval), host AS metric,
        {tier_cols}
-FROM system_metrics_{tier}
-WHERE '$tier' = '{tier}' AND $__timeFilter(bucket) AND {where}
+FROM {t.hosts}
+WHERE '$tier' = '{t.name}' AND $__timeFilter(bucket) AND {where}
 GROUP BY 1, 2"""
         )
     return "\nUNION ALL\n".join(branches) + "\nORDER BY 1, 2"
@@ -144,21 +163,22 @@ LATEST_SNAPSHOTS = """SELECT DISTINCT ON (host) host, time, data
       ORDER BY host, time DESC"""
 
 
-def samples_tiered(value_raw: str, value_tier: str, *, counters_only: bool = False) -> str:
-    """Per-series time series of the series selected by ``$metric`` and ``$labels``."""
+def samples_tiered(agg: str, *, counters_only: bool = False) -> str:
+    """Per-series time series of ``agg`` over the series selected by ``$metric`` and ``$labels``."""
     kind = " AND s.type = 'counter'" if counters_only else ""
     series = f"s.name = '$metric' AND s.labels @> '$labels'::jsonb{kind}"
+    raw = TIERS[0]
     branches = [
-        f"""SELECT $__timeGroupAlias(p.time, $__interval), s.labels::text AS metric, {value_raw} AS value
-FROM samples p JOIN series s ON s.id = p.series_id
-WHERE '$tier' = 'raw' AND $__timeFilter(p.time) AND {series}
+        f"""SELECT $__timeGroupAlias(p.time, $__interval), s.labels::text AS metric, {raw.aggregate(agg, value="p.value", time="p.time")} AS value
+FROM {raw.samples} p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
 GROUP BY 1, 2"""
     ]
-    for tier in ("5m", "1h"):
+    for t in tiers.ROLLED_UP:
         branches.append(
-            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), s.labels::text AS metric, {value_tier} AS value
-FROM samples_{tier} p JOIN series s ON s.id = p.series_id
-WHERE '$tier' = '{tier}' AND $__timeFilter(p.bucket) AND {series}
+            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), s.labels::text AS metric, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value
+FROM {t.samples} p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = '{t.name}' AND $__timeFilter(p.bucket) AND {series}
 GROUP BY 1, 2"""
         )
     return "\nUNION ALL\n".join(branches)
@@ -368,12 +388,11 @@ def app_metrics() -> dict:
         "labels", "{}", "labels (JSON)",
         'Only series whose labels contain this JSON object, e.g. {"host": "web-1"}; {} for all.',
     )
-    avg_sql = samples_tiered("avg(p.value)", "sum(p.sum) / nullif(sum(p.count), 0)")
-    max_sql = samples_tiered("max(p.value)", "max(p.max)")
+    avg_sql = samples_tiered("avg")
+    max_sql = samples_tiered("max")
     # Counters: the last value of each step, the increase since the previous step over
     # the seconds between them; a decrease is a counter reset and gives no point.
-    last_sql = samples_tiered("(array_agg(p.value ORDER BY p.time DESC))[1]",
-                              "(array_agg(p.last ORDER BY p.bucket DESC))[1]", counters_only=True)
+    last_sql = samples_tiered("last", counters_only=True)
     rate_sql = f"""SELECT time, metric,
        CASE WHEN value >= prev THEN (value - prev) / nullif(time - prev_time, 0) END AS value
 FROM (SELECT time, metric, value,
@@ -487,48 +506,38 @@ LIMIT 200""", grid(0, 28, 24, 8)),
 
 def pgpulse_self() -> dict:
     reset_ids()
-    ingest = """SELECT $__timeGroupAlias(time, $__interval), count(*) / ($__interval_ms / 1000.0) AS "samples/s"
-FROM samples
-WHERE '$tier' = 'raw' AND $__timeFilter(time)
-GROUP BY 1
-UNION ALL
-SELECT $__timeGroupAlias(bucket, $__interval), sum(count) / ($__interval_ms / 1000.0)
-FROM samples_5m
-WHERE '$tier' = '5m' AND $__timeFilter(bucket)
-GROUP BY 1
-UNION ALL
-SELECT $__timeGroupAlias(bucket, $__interval), sum(count) / ($__interval_ms / 1000.0)
-FROM samples_1h
-WHERE '$tier' = '1h' AND $__timeFilter(bucket)
-GROUP BY 1
-ORDER BY 1"""
-    snapshots = """SELECT $__timeGroupAlias(time, $__interval), host AS metric, count(*) AS snapshots
-FROM system_metrics
-WHERE '$tier' = 'raw' AND $__timeFilter(time)
-GROUP BY 1, 2
-UNION ALL
-SELECT $__timeGroupAlias(bucket, $__interval), host, sum(snapshots)
-FROM system_metrics_5m
-WHERE '$tier' = '5m' AND $__timeFilter(bucket)
-GROUP BY 1, 2
-UNION ALL
-SELECT $__timeGroupAlias(bucket, $__interval), host, sum(snapshots)
-FROM system_metrics_1h
-WHERE '$tier' = '1h' AND $__timeFilter(bucket)
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-    # Newest row of each relation, looking back a bounded window so partitions and
-    # chunks outside it are never read.
-    freshness = """SELECT relation, newest, extract(epoch FROM now() - newest) AS "lag"
+    def per_tier(raw_select: str, tier_select: str, relation: str, group: str) -> str:
+        """One guarded branch per tier: ``raw_select`` over raw rows, ``tier_select`` over buckets."""
+        branches = []
+        for t in TIERS:
+            select = raw_select if t.raw else tier_select
+            branches.append(
+                f"SELECT $__timeGroupAlias({t.time_column}, $__interval), {select}\n"
+                f"FROM {t.relation(relation)}\n"
+                f"WHERE '$tier' = '{t.name}' AND $__timeFilter({t.time_column})\n"
+                f"GROUP BY {group}"
+            )
+        return "\nUNION ALL\n".join(branches) + f"\nORDER BY {group}"
+
+    ingest = per_tier(f'{TIERS[0].aggregate("count", value="*")} / ($__interval_ms / 1000.0) AS "samples/s"',
+                      f'{TIERS[1].aggregate("count")} / ($__interval_ms / 1000.0)', "samples", "1")
+    snapshots = per_tier("host AS metric, count(*) AS snapshots", "host, sum(snapshots)", "hosts", "1, 2")
+    # Newest row of each relation, looking back a bounded window (a day, two for the
+    # coarsest tier) so partitions and chunks outside it are never read.
+    lookback = {t.name: "2 days" if tiers.coarser(t) is None else "1 day" for t in TIERS}
+    rels = [(t.relation(f), t) for f in ("hosts", "samples") for t in TIERS]
+    freshness_rows = "\n".join(
+        f"  {'SELECT' if i == 1 else 'UNION ALL SELECT'} {i}{' AS o' if i == 1 else ''}, '{rel}'"
+        f"{' AS relation' if i == 1 else ''}, (SELECT max({t.time_column}) FROM {rel} "
+        f"WHERE {t.time_column} > now() - INTERVAL '{lookback[t.name]}'){' AS newest' if i == 1 else ''}"
+        for i, (rel, t) in enumerate(rels, start=1)
+    )
+    n = len(rels)
+    freshness = f"""SELECT relation, newest, extract(epoch FROM now() - newest) AS "lag"
 FROM (
-  SELECT 1 AS o, 'system_metrics' AS relation, (SELECT max(time) FROM system_metrics WHERE time > now() - INTERVAL '1 day') AS newest
-  UNION ALL SELECT 2, 'system_metrics_5m', (SELECT max(bucket) FROM system_metrics_5m WHERE bucket > now() - INTERVAL '1 day')
-  UNION ALL SELECT 3, 'system_metrics_1h', (SELECT max(bucket) FROM system_metrics_1h WHERE bucket > now() - INTERVAL '2 days')
-  UNION ALL SELECT 4, 'samples', (SELECT max(time) FROM samples WHERE time > now() - INTERVAL '1 day')
-  UNION ALL SELECT 5, 'samples_5m', (SELECT max(bucket) FROM samples_5m WHERE bucket > now() - INTERVAL '1 day')
-  UNION ALL SELECT 6, 'samples_1h', (SELECT max(bucket) FROM samples_1h WHERE bucket > now() - INTERVAL '2 days')
-  UNION ALL SELECT 7, 'reading_analytics', (SELECT max(synced_at) FROM reading_analytics)
-  UNION ALL SELECT 8, 'etl_runs', (SELECT max(started_at) FROM etl_runs)
+{freshness_rows}
+  UNION ALL SELECT {n + 1}, 'reading_analytics', (SELECT max(synced_at) FROM reading_analytics)
+  UNION ALL SELECT {n + 2}, 'etl_runs', (SELECT max(started_at) FROM etl_runs)
 ) AS t
 ORDER BY o"""
     sizes = """SELECT c.relname AS relation,

@@ -1,10 +1,11 @@
 """Tier-aware reads: one function per kind of data, whichever tier serves it.
 
-For a time range and a step, the finest tier that fits the step is chosen (raw below
-5 minutes, 5m below an hour, else 1h). Where the range reaches further back than
+For a time range and a step, :func:`pgpulse.tiers.choose` picks the tier (the
+coarsest one not wider than the step). Where the range reaches further back than
 that tier keeps data, the older part is served by the next coarser tier that still
 has it, and the parts are stitched at hour boundaries, so a point is never counted
-twice. The result has one shape whichever tiers served it.
+twice. The result has one shape whichever tiers served it. The SQL of every
+aggregate over a tier comes from the tier registry (``pgpulse.tiers``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from pgpulse import tiers
 from pgpulse.promrate import US_PER_S, rates, window_ends
-from pgpulse.tiers import HOST_FIELDS, Retention
+from pgpulse.tiers import AGGREGATES, EPOCH, HOST_FIELDS, Retention
 
-AGGREGATES = ("avg", "min", "max", "sum", "count", "last", "rate")
-TIERS = ("raw", "5m", "1h")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["AGGREGATES", "ReadError", "ReadResult", "Segment", "plan", "read_host_field", "read_series"]
+
 HOUR = timedelta(hours=1)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -46,14 +47,6 @@ class ReadResult:
     points: dict[object, list[tuple[datetime, float]]]
 
 
-def tier_for_step(step: timedelta) -> str:
-    if step >= HOUR:
-        return "1h"
-    if step >= timedelta(minutes=5):
-        return "5m"
-    return "raw"
-
-
 def _ceil_hour(t: datetime) -> datetime:
     floored = EPOCH + ((t - EPOCH) // HOUR) * HOUR
     return floored if floored == t else floored + HOUR
@@ -63,47 +56,35 @@ def plan(start: datetime, end: datetime, step: timedelta, retention: Retention, 
     """The tiers that serve [start, end), oldest part first."""
     if end <= start:
         return []
-    horizon = {"raw": now - retention.raw, "5m": now - retention.m5, "1h": now - retention.h1}
     segments: list[Segment] = []
     upper = end
-    for tier in TIERS[TIERS.index(tier_for_step(step)):]:
-        lower = start if tier == "1h" else max(start, _ceil_hour(horizon[tier]))
+    t: tiers.Tier | None = tiers.choose(step)
+    while t is not None:
+        coarsest = tiers.coarser(t) is None
+        lower = start if coarsest else max(start, _ceil_hour(now - retention.of(t.name)))
         if lower < upper:
-            segments.append(Segment(tier, lower, upper))
+            segments.append(Segment(t.name, lower, upper))
             upper = lower
         if upper <= start:
             break
+        t = tiers.coarser(t)
     return list(reversed(segments))
 
 
-def _agg(agg: str, tier: str, value: sql.Composable, time_col: str) -> sql.Composable:
-    """The SQL that aggregates one step bucket of ``value`` in ``tier``."""
-    order = sql.Identifier(time_col)
-    if tier == "raw":
-        exprs = {
-            "avg": sql.SQL("avg({v})"),
-            "min": sql.SQL("min({v})"),
-            "max": sql.SQL("max({v})"),
-            "sum": sql.SQL("sum({v})"),
-            "count": sql.SQL("count({v})::double precision"),
-            "last": sql.SQL("(array_agg({v} ORDER BY {o} DESC) FILTER (WHERE {v} IS NOT NULL))[1]"),
-        }
-        return exprs[agg].format(v=value, o=order)
-    # Rolled-up tiers keep count, sum, min, max, last per bucket; ``value`` is the
-    # column prefix ("" for samples tiers, "<field>_" for host tiers).
-    return {
-        "avg": sql.SQL("sum({s}) / nullif(sum({c}), 0)"),
-        "min": sql.SQL("min({mn})"),
-        "max": sql.SQL("max({mx})"),
-        "sum": sql.SQL("sum({s})"),
-        "count": sql.SQL("sum({c})::double precision"),
-        "last": sql.SQL("(array_agg({l} ORDER BY {o} DESC) FILTER (WHERE {c} > 0))[1]"),
-    }[agg].format(**value, o=order)
-
-
-def _tier_columns(prefix: str) -> dict[str, sql.Identifier]:
-    return {k: sql.Identifier(prefix + name) for k, name in
-            (("c", "count"), ("s", "sum"), ("mn", "min"), ("mx", "max"), ("l", "last"))}
+def _agg(agg: str, tier_name: str, value: sql.Composable | None = None, prefix: str = "") -> sql.Composable:
+    """The SQL that aggregates one step bucket in ``tier_name``: of ``value`` (raw), or
+    of the rolled-up columns named ``prefix`` + count/sum/... (rolled-up tiers)."""
+    t = tiers.tier(tier_name)
+    # The registry's text with its placeholders turned into composed identifiers.
+    if t.raw:
+        template = t.aggregate(agg, value="{value}", time="{time}")
+        return sql.SQL(template).format(value=value, time=sql.Identifier(t.time_column))
+    names = {c: "{" + c + "}" for c in tiers.ROLLUP_COLUMNS}
+    template = tiers.ROLLED_UP_AGGREGATES[agg].format(time="{time}", **names)
+    return sql.SQL(template).format(
+        time=sql.Identifier(t.time_column),
+        **{c: sql.Identifier(prefix + c) for c in tiers.ROLLUP_COLUMNS},
+    )
 
 
 def _bucket(column: str, epoch: bool) -> sql.Composable:
@@ -202,16 +183,16 @@ def read_series(
                 "SELECT series_id, {t} AS t, {agg} FROM samples "
                 "WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s "
                 "GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value"), "time"))
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value")))
         return sql.SQL(
             "SELECT series_id, {t} AS t, {agg} FROM {rel} "
             "WHERE series_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s "
             "GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, _tier_columns(""), "bucket"),
-                 rel=sql.Identifier("samples_" + seg.tier))
+        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier),
+                 rel=sql.Identifier(tiers.tier(seg.tier).samples))
 
     points = _run(conn, segments, step, agg, query_for, {"ids": list(series_ids)})
-    return ReadResult(segments[-1].tier if segments else tier_for_step(step), segments, points)
+    return ReadResult(segments[-1].tier if segments else tiers.choose(step).name, segments, points)
 
 
 def read_host_field(
@@ -250,13 +231,13 @@ def read_host_field(
             return sql.SQL(
                 "SELECT host, {t} AS t, {agg} FROM system_metrics "
                 "WHERE time >= %(start)s AND time < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value, "time"), hosts=host_filter)
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value), hosts=host_filter)
         return sql.SQL(
             "SELECT host, {t} AS t, {agg} FROM {rel} "
             "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, _tier_columns(field + "_"), "bucket"),
-                 rel=sql.Identifier("system_metrics_" + seg.tier), hosts=host_filter)
+        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, prefix=field + "_"),
+                 rel=sql.Identifier(tiers.tier(seg.tier).hosts), hosts=host_filter)
 
     params = {"path": path, "hosts": list(hosts) if hosts is not None else None}
     points = _run(conn, segments, step, agg, query_for, params)
-    return ReadResult(segments[-1].tier if segments else tier_for_step(step), segments, points)
+    return ReadResult(segments[-1].tier if segments else tiers.choose(step).name, segments, points)

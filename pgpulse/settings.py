@@ -68,8 +68,9 @@ class CoreSettings:
     late_window_s: int = setting(
         "PGPULSE_LATE_WINDOW_SECONDS",
         3600,
-        "How far back each rollup run re-aggregates, to take in late data. Must be "
-        "shorter than the raw retention, so a rollup never re-reads dropped raw data.",
+        "How far back each portable rollup run re-aggregates besides the buckets of "
+        "logged late writes (a margin for writes in flight). Must be shorter than the "
+        "raw retention, so a rollup never re-reads dropped raw data.",
         parse=config.as_int(0),
         accepts="integer >= 0",
     )

@@ -362,6 +362,10 @@ def test_panel_query_runs_and_shows_data(results, case, panel, target):
 @pytest.mark.parametrize("range_name", list(RANGES))
 def test_tier_follows_the_time_range(results, range_name):
     expected = RANGES[range_name][1]
+    # The dashboards' rule is the registry's: the tier for a step of span / POINTS.
+    builder = load_builder()
+    span = RANGES[range_name][0]
+    assert tiers.choose(span / builder.POINTS).name == expected
     for path in DASHBOARDS:
         dash = load_json(path)
         if any(v["name"] == "tier" for v in dash["templating"]["list"]):
@@ -401,10 +405,15 @@ def test_alert_rules_cover_hosts_and_etl():
 # -- static checks --------------------------------------------------------------------
 
 
-def test_dashboard_files_are_generated_from_the_builder():
+def load_builder():
     spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_dashboard_files_are_generated_from_the_builder():
+    module = load_builder()
     assert sorted(module.BUILDERS) == [p.name for p in DASHBOARDS]
     for name, build in module.BUILDERS.items():
         assert (GRAFANA / "dashboards" / name).read_text() == module.render(build), (

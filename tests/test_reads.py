@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pgpulse.reads import ReadError, Segment, plan, read_host_field, read_series, tier_for_step
+from pgpulse import tiers
+from pgpulse.reads import ReadError, Segment, plan, read_host_field, read_series
 from pgpulse.tiers import Retention
 
 NOW = datetime(2026, 11, 22, 12, 30, tzinfo=UTC)
@@ -19,7 +20,23 @@ SHORT = Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days
      (timedelta(hours=1), "1h"), (timedelta(days=1), "1h")],
 )
 def test_tier_for_step(step, tier):
-    assert tier_for_step(step) == tier
+    assert tiers.choose(step).name == tier
+
+
+def test_tier_choice_moves_coarser_where_retention_ends():
+    step = timedelta(seconds=10)
+    assert tiers.choose(step, NOW - timedelta(hours=23), retention=SHORT, now=NOW).name == "raw"
+    assert tiers.choose(step, NOW - timedelta(days=2), retention=SHORT, now=NOW).name == "5m"
+    assert tiers.choose(step, NOW - timedelta(days=30), retention=SHORT, now=NOW).name == "1h"
+
+
+def test_every_aggregate_is_defined_for_every_tier():
+    for t in tiers.TIERS:
+        for agg in tiers.AGGREGATES:
+            if agg != "rate":  # computed from last
+                assert t.aggregate(agg, value="v", prefix="p_")
+    avg = tiers.tier("5m").aggregate("avg", prefix="cpu_percent_", alias="p.")
+    assert avg == "sum(p.cpu_percent_sum) / nullif(sum(p.cpu_percent_count), 0)"
 
 
 def test_plan_inside_one_tier():

@@ -92,12 +92,25 @@ def test_late_data_inside_window_is_taken_in(conn):
     assert hour[2] == 361
 
 
-def test_late_data_outside_window_is_left_out_of_the_store(conn):
+def test_late_data_outside_window_is_taken_in_through_the_invalidation_log(conn):
     add_samples(conn, 1, T0, T0 + timedelta(hours=4))
     refresh(conn, at=T0 + timedelta(hours=4))
     conn.execute("INSERT INTO samples VALUES (%s, 1, 100.0)", (T0 + timedelta(minutes=1, seconds=1),))
-    refresh(conn, at=T0 + timedelta(hours=4, minutes=5))
-    assert store(conn, "5m")[0][2] == 30  # documented: older than the late window is not re-read
+    logged = conn.execute("SELECT relation, lo, hi FROM pgpulse_invalidations").fetchall()
+    assert logged == [("samples", T0 + timedelta(minutes=1, seconds=1), T0 + timedelta(minutes=1, seconds=1))]
+    touched = refresh(conn, at=T0 + timedelta(hours=4, minutes=5))
+    assert store(conn, "5m")[0][2] == 31 and store(conn, "5m")[0][5] == 100.0
+    assert store(conn, "1h")[0][2] == 361
+    # the log is consumed: the late bucket, plus the forward range (late window)
+    assert conn.execute("SELECT count(*) FROM pgpulse_invalidations").fetchone()[0] == 0
+    assert touched["samples_5m"] == 1 + 12 and touched["samples_1h"] == 1 + 1
+
+
+def test_on_time_writes_log_nothing(conn):
+    add_samples(conn, 1, T0, T0 + timedelta(hours=1))
+    refresh(conn, at=T0 + timedelta(hours=1))
+    add_samples(conn, 1, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    assert conn.execute("SELECT count(*) FROM pgpulse_invalidations").fetchone()[0] == 0
 
 
 def test_views_add_the_part_above_the_watermark(conn):
@@ -187,3 +200,52 @@ def test_rollup_never_rewrites_buckets_whose_raw_data_retention_dropped(conn):
     assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
     refresh(conn, at=datetime.now(UTC))
     assert len(store(conn, "5m")) == 12
+
+
+@pytest.mark.parametrize("family", ["samples", "hosts"])
+def test_tier_relations_have_the_registry_columns(conn, family):
+    """The migrations' tier columns are the registry's (pgpulse.tiers.HOST_FIELDS)."""
+    from pgpulse import tiers
+
+    for t in tiers.ROLLED_UP:
+        columns = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+            (t.relation(family),),
+        ).fetchall()]
+        assert columns == tiers.store_columns(family), t.relation(family)
+
+
+def test_a_write_that_read_the_old_watermark_is_taken_in_by_the_next_run(conn):
+    """A statement that compared with the watermark before a run moved it (so logged
+    nothing) and committed after that run aggregated is re-read by the next run,
+    even after a pause longer than the late window."""
+    add_samples(conn, 1, T0, T0 + timedelta(hours=1))
+    refresh(conn, at=T0 + timedelta(hours=1))
+    add_samples(conn, 1, T0 + timedelta(hours=1), T0 + timedelta(hours=5))
+    refresh(conn, at=T0 + timedelta(hours=5))  # after a 4-hour pause
+    # The in-flight write: older than this run's watermark, above the one before it,
+    # and not in the log (the trigger saw the old watermark). Replica mode skips it.
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("INSERT INTO samples VALUES (%s, 1, 100.0)", (T0 + timedelta(hours=1, minutes=30, seconds=1),))
+    conn.execute("RESET session_replication_role")
+    refresh(conn, at=T0 + timedelta(hours=5, minutes=1))
+    bucket = dict((r[0], r) for r in store(conn, "5m"))[T0 + timedelta(hours=1, minutes=30)]
+    assert bucket[2] == 31 and bucket[5] == 100.0
+    hour = dict((r[0], r) for r in store(conn, "1h"))[T0 + timedelta(hours=1)]
+    assert hour[2] == 361
+
+
+def test_downgrade_to_0002_keeps_a_working_rollup(db_url):
+    import psycopg
+
+    from pgpulse import schema
+
+    schema.downgrade(db_url, "0002_etl_rejects")
+    with psycopg.connect(db_url, autocommit=True) as c:
+        assert c.execute("SELECT to_regclass('pgpulse_invalidations')").fetchone()[0] is None
+        add_samples(c, 1, T0, T0 + timedelta(hours=1))
+        assert refresh(c, at=T0 + timedelta(hours=1))["samples_5m"] == 12
+    schema.upgrade(db_url, "portable")
+    with psycopg.connect(db_url, autocommit=True) as c:
+        assert schema.current_revision(c) == schema.head_revision()
+        assert refresh(c, at=T0 + timedelta(hours=1))["samples_5m"] == 12

@@ -42,7 +42,8 @@ def run(args) -> int:
             "revision": current,
             "head": head,
             "tiers": [
-                {"relation": t.relation, "rows": t.rows,
+                {"relation": t.relation, "tier": t.tier, "rows": t.rows,
+                 "late_writes_pending": t.late_writes,
                  "newest": t.newest.isoformat() if t.newest else None,
                  "lag_seconds": t.lag.total_seconds() if t.lag is not None else None}
                 for t in rows
@@ -52,8 +53,9 @@ def run(args) -> int:
     print(f"engine:  {mode or 'not migrated'}")
     print(f"schema:  {current or 'none'} ({'at head' if current == head else f'head is {head}: run pgpulse migrate'})")
     if rows:
-        print(f"\n{'relation':<20} {'rows':>12}  {'newest':<26} {'lag':>8}")
+        print(f"\n{'relation':<20} {'tier':<4} {'rows':>12}  {'newest':<26} {'lag':>8}  late writes pending")
         for t in rows:
             newest = t.newest.isoformat(timespec="seconds") if t.newest else "-"
-            print(f"{t.relation:<20} {t.rows:>12}  {newest:<26} {_age(t.lag):>8}")
+            late = "-" if t.late_writes is None else str(t.late_writes)
+            print(f"{t.relation:<20} {t.tier:<4} {t.rows:>12}  {newest:<26} {_age(t.lag):>8}  {late}")
     return 0 if current == head else 1

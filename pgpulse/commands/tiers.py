@@ -1,4 +1,4 @@
-"""``pgpulse tiers refresh``: bring the 5m and 1h tiers up to date once."""
+"""``pgpulse tiers refresh``: back-fill the 5m and 1h tiers from raw once; ``maintain``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ def register(sub) -> None:
     verbs = p.add_subparsers(dest="tiers_command", required=True, metavar="ACTION")
     r = verbs.add_parser(
         "refresh",
-        help="run the rollups (portable) or refresh the continuous aggregates (timescale) "
-        "once, e.g. after a back-fill",
+        help="re-aggregate every tier from the raw data the retention keeps, up to the last "
+        "complete bucket (a back-fill: rollups on portable, continuous aggregates on timescale)",
     )
     r.set_defaults(func=refresh)
     m = verbs.add_parser("maintain", help="create partitions ahead and apply retention once")
@@ -23,7 +23,7 @@ def register(sub) -> None:
 def refresh(args) -> int:
     settings = load_core()
     with database(settings) as url:
-        for relation, buckets in tiers.refresh(url, settings):
+        for relation, buckets in tiers.refresh(url, settings, backfill=True):
             print(f"{relation:<20} {'refreshed' if buckets is None else f'{buckets} buckets'}")
     return 0
 

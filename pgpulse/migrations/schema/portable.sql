@@ -517,7 +517,316 @@ GRANT SELECT ON etl_rejects TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0002_etl_rejects' WHERE alembic_version.version_num = '0001_initial';
 
--- Running upgrade 0002_etl_rejects -> 0004_etl_typed_ids
+-- Running upgrade 0002_etl_rejects -> 0003_late_data
+
+CREATE TABLE pgpulse_invalidations (
+            relation text NOT NULL CHECK (relation IN ('samples', 'system_metrics')),
+            lo timestamptz NOT NULL,
+            hi timestamptz NOT NULL,
+            logged_at timestamptz NOT NULL DEFAULT now()
+        );
+
+ALTER TABLE pgpulse_watermarks ADD COLUMN previous timestamptz;
+
+UPDATE pgpulse_watermarks SET previous = watermark;
+
+CREATE OR REPLACE FUNCTION pgpulse_refresh_tiers(late interval, raw_keep interval,
+        keep_5m interval, at timestamptz DEFAULT now())
+    RETURNS TABLE (relation text, buckets bigint)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        raw_floor timestamptz := date_bin(INTERVAL '1 hour', at - raw_keep, '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour';
+        floor_5m timestamptz := date_bin(INTERVAL '1 hour', at - keep_5m, '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour';
+        target_5m timestamptz := date_bin(INTERVAL '5 minutes', at, '1970-01-01 00:00:00+00'::timestamptz);
+        target_1h timestamptz := date_bin(INTERVAL '1 hour', at, '1970-01-01 00:00:00+00'::timestamptz);
+        since timestamptz;
+        r5 tstzmultirange;
+        r1 tstzmultirange;
+        rg tstzrange;
+        n bigint;
+        k bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('pgpulse_refresh_tiers'));
+        
+        -- samples: raw -> 5m
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'samples_5m';
+        
+        WITH taken AS (
+            DELETE FROM pgpulse_invalidations i WHERE i.relation = 'samples' RETURNING i.lo, i.hi
+        )
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '5 minutes', lo, '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '5 minutes', hi, '1970-01-01 00:00:00+00'::timestamptz)
+                                                + INTERVAL '5 minutes')),
+                        '{}'::tstzmultirange)
+        INTO r5 FROM taken;
+        r5 := (r5 + tstzmultirange(tstzrange(least(coalesce(date_bin(INTERVAL '5 minutes', since - late, '1970-01-01 00:00:00+00'::timestamptz), '-infinity'), target_5m), target_5m)))
+              * tstzmultirange(tstzrange(least(raw_floor, target_5m), target_5m));
+        n := 0;
+        FOR rg IN SELECT unnest(r5) LOOP
+            
+                DELETE FROM pgpulse_samples_5m_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_samples_5m_store (bucket, series_id, count, sum, min, max, last)
+                SELECT date_bin(INTERVAL '300 seconds', time, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, series_id,
+       count(value) AS count,
+       sum(value) AS sum,
+       min(value) AS min,
+       max(value) AS max,
+       (array_agg(value ORDER BY time DESC))[1] AS last
+FROM samples
+                WHERE time >= lower(rg) AND time < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'samples_5m'; buckets := n; RETURN NEXT;
+
+        -- samples: 5m -> 1h (from the 5m store: whole hours below the 5m watermark)
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'samples_1h';
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '1 hour', lower(u), '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '1 hour', upper(u) - INTERVAL '1 microsecond',
+                                                     '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour')),
+                        '{}'::tstzmultirange)
+        INTO r1 FROM unnest(r5) AS u;
+        r1 := (r1 + tstzmultirange(tstzrange(least(coalesce(since, '-infinity'), target_1h), target_1h)))
+              * tstzmultirange(tstzrange(least(floor_5m, target_1h), target_1h));
+        n := 0;
+        FOR rg IN SELECT unnest(r1) LOOP
+            
+                DELETE FROM pgpulse_samples_1h_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_samples_1h_store (bucket, series_id, count, sum, min, max, last)
+                SELECT date_bin(INTERVAL '3600 seconds', bucket, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, series_id,
+       sum(count)::bigint AS count,
+       sum(sum) AS sum,
+       min(min) AS min,
+       max(max) AS max,
+       (array_agg(last ORDER BY bucket DESC))[1] AS last
+FROM pgpulse_samples_5m_store
+                WHERE bucket >= lower(rg) AND bucket < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'samples_1h'; buckets := n; RETURN NEXT;
+
+        INSERT INTO pgpulse_watermarks AS w (relation, watermark, previous)
+        VALUES ('samples_5m', target_5m, target_5m),
+               ('samples_1h', target_1h, target_1h)
+        ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE
+            SET previous = w.watermark, watermark = EXCLUDED.watermark, refreshed_at = now();
+
+        -- system_metrics: raw -> 5m
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'system_metrics_5m';
+        
+        WITH taken AS (
+            DELETE FROM pgpulse_invalidations i WHERE i.relation = 'system_metrics' RETURNING i.lo, i.hi
+        )
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '5 minutes', lo, '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '5 minutes', hi, '1970-01-01 00:00:00+00'::timestamptz)
+                                                + INTERVAL '5 minutes')),
+                        '{}'::tstzmultirange)
+        INTO r5 FROM taken;
+        r5 := (r5 + tstzmultirange(tstzrange(least(coalesce(date_bin(INTERVAL '5 minutes', since - late, '1970-01-01 00:00:00+00'::timestamptz), '-infinity'), target_5m), target_5m)))
+              * tstzmultirange(tstzrange(least(raw_floor, target_5m), target_5m));
+        n := 0;
+        FOR rg IN SELECT unnest(r5) LOOP
+            
+                DELETE FROM pgpulse_system_metrics_5m_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_system_metrics_5m_store (bucket, host, snapshots, cpu_percent_count, cpu_percent_sum, cpu_percent_min, cpu_percent_max, cpu_percent_last, cpu_iowait_count, cpu_iowait_sum, cpu_iowait_min, cpu_iowait_max, cpu_iowait_last, load1_count, load1_sum, load1_min, load1_max, load1_last, load5_count, load5_sum, load5_min, load5_max, load5_last, load15_count, load15_sum, load15_min, load15_max, load15_last, mem_percent_count, mem_percent_sum, mem_percent_min, mem_percent_max, mem_percent_last, swap_percent_count, swap_percent_sum, swap_percent_min, swap_percent_max, swap_percent_last, rootfs_percent_count, rootfs_percent_sum, rootfs_percent_min, rootfs_percent_max, rootfs_percent_last, disk_read_bps_count, disk_read_bps_sum, disk_read_bps_min, disk_read_bps_max, disk_read_bps_last, disk_write_bps_count, disk_write_bps_sum, disk_write_bps_min, disk_write_bps_max, disk_write_bps_last, net_rx_bps_count, net_rx_bps_sum, net_rx_bps_min, net_rx_bps_max, net_rx_bps_last, net_tx_bps_count, net_tx_bps_sum, net_tx_bps_min, net_tx_bps_max, net_tx_bps_last, procs_count, procs_sum, procs_min, procs_max, procs_last)
+                SELECT date_bin(INTERVAL '300 seconds', time, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, host,
+       count(*) AS snapshots,
+       count(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END ORDER BY time DESC))[1] AS cpu_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_min,
+       max(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END ORDER BY time DESC))[1] AS cpu_iowait_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END ORDER BY time DESC))[1] AS load1_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END ORDER BY time DESC))[1] AS load5_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END ORDER BY time DESC))[1] AS load15_last,
+       count(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END ORDER BY time DESC))[1] AS mem_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END ORDER BY time DESC))[1] AS swap_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END ORDER BY time DESC))[1] AS rootfs_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS disk_read_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS disk_write_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS net_rx_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS net_tx_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_min,
+       max(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END ORDER BY time DESC))[1] AS procs_last
+FROM system_metrics
+                WHERE time >= lower(rg) AND time < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'system_metrics_5m'; buckets := n; RETURN NEXT;
+
+        -- system_metrics: 5m -> 1h (from the 5m store: whole hours below the 5m watermark)
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'system_metrics_1h';
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '1 hour', lower(u), '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '1 hour', upper(u) - INTERVAL '1 microsecond',
+                                                     '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour')),
+                        '{}'::tstzmultirange)
+        INTO r1 FROM unnest(r5) AS u;
+        r1 := (r1 + tstzmultirange(tstzrange(least(coalesce(since, '-infinity'), target_1h), target_1h)))
+              * tstzmultirange(tstzrange(least(floor_5m, target_1h), target_1h));
+        n := 0;
+        FOR rg IN SELECT unnest(r1) LOOP
+            
+                DELETE FROM pgpulse_system_metrics_1h_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_system_metrics_1h_store (bucket, host, snapshots, cpu_percent_count, cpu_percent_sum, cpu_percent_min, cpu_percent_max, cpu_percent_last, cpu_iowait_count, cpu_iowait_sum, cpu_iowait_min, cpu_iowait_max, cpu_iowait_last, load1_count, load1_sum, load1_min, load1_max, load1_last, load5_count, load5_sum, load5_min, load5_max, load5_last, load15_count, load15_sum, load15_min, load15_max, load15_last, mem_percent_count, mem_percent_sum, mem_percent_min, mem_percent_max, mem_percent_last, swap_percent_count, swap_percent_sum, swap_percent_min, swap_percent_max, swap_percent_last, rootfs_percent_count, rootfs_percent_sum, rootfs_percent_min, rootfs_percent_max, rootfs_percent_last, disk_read_bps_count, disk_read_bps_sum, disk_read_bps_min, disk_read_bps_max, disk_read_bps_last, disk_write_bps_count, disk_write_bps_sum, disk_write_bps_min, disk_write_bps_max, disk_write_bps_last, net_rx_bps_count, net_rx_bps_sum, net_rx_bps_min, net_rx_bps_max, net_rx_bps_last, net_tx_bps_count, net_tx_bps_sum, net_tx_bps_min, net_tx_bps_max, net_tx_bps_last, procs_count, procs_sum, procs_min, procs_max, procs_last)
+                SELECT date_bin(INTERVAL '3600 seconds', bucket, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, host,
+       sum(snapshots)::bigint AS snapshots,
+       sum(cpu_percent_count)::bigint AS cpu_percent_count,
+       sum(cpu_percent_sum) AS cpu_percent_sum,
+       min(cpu_percent_min) AS cpu_percent_min,
+       max(cpu_percent_max) AS cpu_percent_max,
+       (array_agg(cpu_percent_last ORDER BY bucket DESC))[1] AS cpu_percent_last,
+       sum(cpu_iowait_count)::bigint AS cpu_iowait_count,
+       sum(cpu_iowait_sum) AS cpu_iowait_sum,
+       min(cpu_iowait_min) AS cpu_iowait_min,
+       max(cpu_iowait_max) AS cpu_iowait_max,
+       (array_agg(cpu_iowait_last ORDER BY bucket DESC))[1] AS cpu_iowait_last,
+       sum(load1_count)::bigint AS load1_count,
+       sum(load1_sum) AS load1_sum,
+       min(load1_min) AS load1_min,
+       max(load1_max) AS load1_max,
+       (array_agg(load1_last ORDER BY bucket DESC))[1] AS load1_last,
+       sum(load5_count)::bigint AS load5_count,
+       sum(load5_sum) AS load5_sum,
+       min(load5_min) AS load5_min,
+       max(load5_max) AS load5_max,
+       (array_agg(load5_last ORDER BY bucket DESC))[1] AS load5_last,
+       sum(load15_count)::bigint AS load15_count,
+       sum(load15_sum) AS load15_sum,
+       min(load15_min) AS load15_min,
+       max(load15_max) AS load15_max,
+       (array_agg(load15_last ORDER BY bucket DESC))[1] AS load15_last,
+       sum(mem_percent_count)::bigint AS mem_percent_count,
+       sum(mem_percent_sum) AS mem_percent_sum,
+       min(mem_percent_min) AS mem_percent_min,
+       max(mem_percent_max) AS mem_percent_max,
+       (array_agg(mem_percent_last ORDER BY bucket DESC))[1] AS mem_percent_last,
+       sum(swap_percent_count)::bigint AS swap_percent_count,
+       sum(swap_percent_sum) AS swap_percent_sum,
+       min(swap_percent_min) AS swap_percent_min,
+       max(swap_percent_max) AS swap_percent_max,
+       (array_agg(swap_percent_last ORDER BY bucket DESC))[1] AS swap_percent_last,
+       sum(rootfs_percent_count)::bigint AS rootfs_percent_count,
+       sum(rootfs_percent_sum) AS rootfs_percent_sum,
+       min(rootfs_percent_min) AS rootfs_percent_min,
+       max(rootfs_percent_max) AS rootfs_percent_max,
+       (array_agg(rootfs_percent_last ORDER BY bucket DESC))[1] AS rootfs_percent_last,
+       sum(disk_read_bps_count)::bigint AS disk_read_bps_count,
+       sum(disk_read_bps_sum) AS disk_read_bps_sum,
+       min(disk_read_bps_min) AS disk_read_bps_min,
+       max(disk_read_bps_max) AS disk_read_bps_max,
+       (array_agg(disk_read_bps_last ORDER BY bucket DESC))[1] AS disk_read_bps_last,
+       sum(disk_write_bps_count)::bigint AS disk_write_bps_count,
+       sum(disk_write_bps_sum) AS disk_write_bps_sum,
+       min(disk_write_bps_min) AS disk_write_bps_min,
+       max(disk_write_bps_max) AS disk_write_bps_max,
+       (array_agg(disk_write_bps_last ORDER BY bucket DESC))[1] AS disk_write_bps_last,
+       sum(net_rx_bps_count)::bigint AS net_rx_bps_count,
+       sum(net_rx_bps_sum) AS net_rx_bps_sum,
+       min(net_rx_bps_min) AS net_rx_bps_min,
+       max(net_rx_bps_max) AS net_rx_bps_max,
+       (array_agg(net_rx_bps_last ORDER BY bucket DESC))[1] AS net_rx_bps_last,
+       sum(net_tx_bps_count)::bigint AS net_tx_bps_count,
+       sum(net_tx_bps_sum) AS net_tx_bps_sum,
+       min(net_tx_bps_min) AS net_tx_bps_min,
+       max(net_tx_bps_max) AS net_tx_bps_max,
+       (array_agg(net_tx_bps_last ORDER BY bucket DESC))[1] AS net_tx_bps_last,
+       sum(procs_count)::bigint AS procs_count,
+       sum(procs_sum) AS procs_sum,
+       min(procs_min) AS procs_min,
+       max(procs_max) AS procs_max,
+       (array_agg(procs_last ORDER BY bucket DESC))[1] AS procs_last
+FROM pgpulse_system_metrics_5m_store
+                WHERE bucket >= lower(rg) AND bucket < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'system_metrics_1h'; buckets := n; RETURN NEXT;
+
+        INSERT INTO pgpulse_watermarks AS w (relation, watermark, previous)
+        VALUES ('system_metrics_5m', target_5m, target_5m),
+               ('system_metrics_1h', target_1h, target_1h)
+        ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE
+            SET previous = w.watermark, watermark = EXCLUDED.watermark, refreshed_at = now();
+
+    END $$;
+
+CREATE FUNCTION pgpulse_log_late_writes() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        mark timestamptz := pgpulse_watermark(TG_TABLE_NAME || '_5m');
+    BEGIN
+        INSERT INTO pgpulse_invalidations (relation, lo, hi)
+        SELECT TG_TABLE_NAME, min(n.time), max(n.time) FROM pgpulse_new_rows n
+        WHERE n.time < mark
+        GROUP BY date_bin(INTERVAL '1 hour', n.time, '1970-01-01 00:00:00+00'::timestamptz);
+        RETURN NULL;
+    END $$;
+
+CREATE TRIGGER samples_log_late_writes AFTER INSERT ON samples REFERENCING NEW TABLE AS pgpulse_new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_log_late_writes();
+
+CREATE TRIGGER system_metrics_log_late_writes AFTER INSERT ON system_metrics REFERENCING NEW TABLE AS pgpulse_new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_log_late_writes();
+
+REVOKE ALL ON FUNCTION pgpulse_log_late_writes FROM PUBLIC;
+
+GRANT SELECT ON pgpulse_invalidations TO pgpulse_writer;
+
+UPDATE alembic_version SET version_num='0003_late_data' WHERE alembic_version.version_num = '0002_etl_rejects';
+
+-- Running upgrade 0003_late_data -> 0004_etl_typed_ids
 
 UPDATE reading_analytics SET mongo_id = to_jsonb(mongo_id)::text WHERE jsonb_typeof(payload -> '_id') = 'string';
 
@@ -529,7 +838,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON etl_runs TO pgpulse_writer;
 
 GRANT SELECT ON etl_runs TO pgpulse_reader;
 
-UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0002_etl_rejects';
+UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0003_late_data';
 
 COMMIT;
 

@@ -296,7 +296,52 @@ GRANT SELECT ON etl_rejects TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0002_etl_rejects' WHERE alembic_version.version_num = '0001_initial';
 
--- Running upgrade 0002_etl_rejects -> 0004_etl_typed_ids
+-- Running upgrade 0002_etl_rejects -> 0003_late_data
+
+CREATE OR REPLACE FUNCTION pgpulse_configure(
+        raw_keep interval, keep_5m interval, keep_1h interval,
+        late interval, compress_after interval)
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        rel text;
+    BEGIN
+        IF late + INTERVAL '15 minutes' >= raw_keep OR late + INTERVAL '3 hours' >= keep_5m THEN
+            RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%) by more than 15 minutes', late, raw_keep;
+        END IF;
+        FOREACH rel IN ARRAY ARRAY['samples', 'system_metrics'] LOOP
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => raw_keep);
+            PERFORM remove_compression_policy(rel, if_exists => true);
+            PERFORM add_compression_policy(rel, compress_after => compress_after);
+        END LOOP;
+        FOREACH rel IN ARRAY ARRAY['samples_5m', 'system_metrics_5m'] LOOP
+            PERFORM remove_continuous_aggregate_policy(rel, if_exists => true);
+            PERFORM add_continuous_aggregate_policy(rel,
+                start_offset => greatest(raw_keep - INTERVAL '1 day', late + INTERVAL '15 minutes'),
+                end_offset => INTERVAL '5 minutes',
+                schedule_interval => INTERVAL '1 minute');
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => keep_5m);
+        END LOOP;
+        FOREACH rel IN ARRAY ARRAY['samples_1h', 'system_metrics_1h'] LOOP
+            PERFORM remove_continuous_aggregate_policy(rel, if_exists => true);
+            PERFORM add_continuous_aggregate_policy(rel,
+                start_offset => greatest(keep_5m - INTERVAL '1 day', late + INTERVAL '3 hours'),
+                end_offset => INTERVAL '1 hour',
+                schedule_interval => INTERVAL '5 minutes');
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => keep_1h);
+        END LOOP;
+        INSERT INTO pgpulse_meta (key, value) VALUES
+            ('raw_retention', raw_keep::text), ('retention_5m', keep_5m::text),
+            ('retention_1h', keep_1h::text), ('late_window', late::text),
+            ('compress_after', compress_after::text)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END $$;
+
+UPDATE alembic_version SET version_num='0003_late_data' WHERE alembic_version.version_num = '0002_etl_rejects';
+
+-- Running upgrade 0003_late_data -> 0004_etl_typed_ids
 
 UPDATE reading_analytics SET mongo_id = to_jsonb(mongo_id)::text WHERE jsonb_typeof(payload -> '_id') = 'string';
 
@@ -308,7 +353,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON etl_runs TO pgpulse_writer;
 
 GRANT SELECT ON etl_runs TO pgpulse_reader;
 
-UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0002_etl_rejects';
+UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0003_late_data';
 
 COMMIT;
 

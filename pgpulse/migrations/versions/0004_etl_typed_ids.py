@@ -16,14 +16,14 @@ documents now differ only in the type of their _id (the case this revision allow
 The same in both engine modes: these are plain tables there too.
 
 Revision ID: 0004_etl_typed_ids
-Revises: 0002_etl_rejects
+Revises: 0003_late_data
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0004_etl_typed_ids"
-down_revision = "0002_etl_rejects"
+down_revision = "0003_late_data"
 branch_labels = None
 depends_on = None
 
