@@ -7,8 +7,10 @@ from flask import Blueprint, Response
 from pgpulse.store import series_reads
 from proxy.api.openapi import (
     AUTH_ERRORS,
+    MATCH,
     errors,
     json_ok,
+    limit_param,
     param,
 )
 from proxy.auth import require_scope
@@ -78,14 +80,25 @@ def cardinality() -> Response:
     })
 
 
-_MATCH = param("match", "Optional selector restricting the series considered")
-_LIMIT = param("limit", "Most entries returned", schema={"type": "integer", "minimum": 1})
+_MATCH = MATCH
+_LIMIT = limit_param("Most series returned (1..PROXY_MAX_QUERY_SERIES)", "max_query_series",
+                     DEFAULT_LIMIT)
+_VALUES_LIMIT = limit_param("Most values returned (1..PROXY_MAX_QUERY_SERIES)", "max_query_series",
+                            10_000)
+_TOP_LIMIT = limit_param("How many top metrics and label names (1..PROXY_MAX_QUERY_SERIES)",
+                         "max_query_series", 10)
 OPENAPI = {
     "/api/series": {"get": {
         "tags": ["discovery"], "operationId": "series", "x-scope": "query",
         "summary": "Series of the catalogue (scope query)", "parameters": [_MATCH, _LIMIT],
         "responses": {**json_ok("Series", {"type": "object", "properties": {
-            "series": {"type": "array", "items": {"type": "object"}},
+            "series": {"type": "array", "items": {
+                "type": "object", "required": ["id", "name", "labels", "type", "created_at"],
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                               "labels": {"type": "object",
+                                          "additionalProperties": {"type": "string"}},
+                               "type": {"type": "string", "enum": ["gauge", "counter"]},
+                               "created_at": {"type": "string", "format": "date-time"}}}},
             "truncated": {"type": "boolean"}}}), **errors(*AUTH_ERRORS)},
     }},
     "/api/labels": {"get": {
@@ -97,7 +110,9 @@ OPENAPI = {
     "/api/labels/{name}/values": {"get": {
         "tags": ["discovery"], "operationId": "labelValues", "x-scope": "query",
         "summary": "Values of one label (__name__: metric names) (scope query)",
-        "parameters": [param("name", "Label name", where="path", required=True), _MATCH, _LIMIT],
+        "parameters": [param("name", "Label name, or __name__", where="path", required=True,
+                              schema={"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"}),
+                        _MATCH, _VALUES_LIMIT],
         "responses": {**json_ok("Values", {"type": "object", "properties": {
             "label": {"type": "string"}, "values": {"type": "array", "items": {"type": "string"}},
             "truncated": {"type": "boolean"}}}), **errors(*AUTH_ERRORS)},
@@ -105,7 +120,7 @@ OPENAPI = {
     "/api/cardinality": {"get": {
         "tags": ["discovery"], "operationId": "cardinality", "x-scope": "query",
         "summary": "Series count and limits; top metrics and label names by series (scope query)",
-        "parameters": [_LIMIT],
+        "parameters": [_TOP_LIMIT],
         "responses": {**json_ok("Cardinality", {"type": "object", "properties": {
             "series": {"type": "integer"}, "limit": {"type": "integer"},
             "per_metric_limit": {"type": "integer"},

@@ -12,6 +12,7 @@ from proxy.api.openapi import (
     AGG,
     AUTH_ERRORS,
     END,
+    HOSTS,
     SERIES_RESULT,
     START,
     STEP,
@@ -89,8 +90,7 @@ OPENAPI = {
         "parameters": [
             param("field", "Headline field", required=True,
                   schema={"type": "string", "enum": list(HOST_FIELDS)}),
-            param("host", "Host (repeat for several; absent: all hosts)"),
-            START, END, STEP, AGG,
+            HOSTS, START, END, STEP, AGG,
         ],
         "responses": {**json_ok("Points per host", SERIES_RESULT), **errors(*AUTH_ERRORS)},
     }},

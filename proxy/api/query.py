@@ -124,7 +124,8 @@ _QUERY = {
     "tags": ["query"], "x-scope": "query",
     "summary": "Samples of the series a selector matches, aggregated per step (scope query)",
     "parameters": [SELECTOR, START, END, STEP, AGG,
-                   param("by", "Comma-separated label names: combine series sharing their values")],
+                   param("by", "Comma-separated label names, each at most once: combine series "
+                         "sharing their values")],
     "responses": {**json_ok("Points per series, and the tier that served them", SERIES_RESULT),
                   **errors(*AUTH_ERRORS)},
 }
