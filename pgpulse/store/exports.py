@@ -9,9 +9,10 @@ batches of ``itersize``, into a queue one batch deep:
 * when the reader has not taken a batch for ``idle_timeout_ms``, the pump gives up:
   the cursor closes, the transaction ends and the connection goes back to the pool.
   The reader, if it ever comes back, gets :class:`ExportAborted`;
-* the export's transaction also carries PostgreSQL's ``statement_timeout`` and
-  ``idle_in_transaction_session_timeout``, so the server ends it even if this
-  process cannot (a hung thread, a lost process).
+* the export's transaction also carries PostgreSQL's ``statement_timeout`` and an
+  ``idle_in_transaction_session_timeout`` of the idle timeout plus
+  :data:`SERVER_MARGIN_MS`, so the server ends it even if this process cannot (a
+  hung thread, a lost process).
 
 Unlike the store's writers, an export takes the pool rather than a connection: it
 owns its transaction, which must outlive the call.
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
+import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -34,6 +36,9 @@ log = logging.getLogger("pgpulse.store.exports")
 
 _END = object()
 _POLL_S = 0.2  # how often waiting threads look whether the other side gave up
+# PostgreSQL's backstop comes this much after the pump's own deadline, so that in the
+# ordinary case the pump ends the transaction cleanly and the connection stays usable.
+SERVER_MARGIN_MS = 1000
 
 
 class ExportAborted(RuntimeError):
@@ -92,7 +97,7 @@ class RowStream:
                 conn.execute("SELECT set_config('statement_timeout', %s, true), "
                              "set_config('idle_in_transaction_session_timeout', %s, true)",
                              (str(self._limits.statement_timeout_ms),
-                              str(self._limits.idle_timeout_ms)))
+                              str(self._limits.idle_timeout_ms + SERVER_MARGIN_MS)))
                 with conn.cursor(name="pgpulse_export") as cur:
                     cur.execute(query, params)
                     while True:
@@ -102,6 +107,8 @@ class RowStream:
                         if not self._offer(rows):
                             return  # leaving the blocks closes the cursor and ends the transaction
             self._offer(_END)
+        except psycopg.errors.IdleInTransactionSessionTimeout:
+            self._offer(ExportAborted("the export stopped: the server ended its idle transaction"))
         except Exception as exc:  # handed to the reader, which raises it in its own thread
             self._offer(exc)
 
