@@ -209,9 +209,14 @@ def _snapshot_rows(items: list, max_past_s: int, max_future_s: int) -> tuple[lis
                 elif not lo <= when <= hi:
                     problem = ("time", f"time outside the accepted window (now - {max_past_s}s .. now + {max_future_s}s)")
                 else:
-                    text = orjson.dumps(data).decode()
+                    try:
+                        text = orjson.dumps(data).decode()
+                    except orjson.JSONEncodeError:  # orjson writes at most 254 levels
+                        text = None
+                    if text is None:
+                        problem = ("data", "data is nested deeper than 254 levels")
                     # PostgreSQL's jsonb cannot hold NUL characters.
-                    if "\\u0000" in text:
+                    elif "\\u0000" in text:
                         problem = ("data", "data contains a NUL character")
                     else:
                         times.append(when)
