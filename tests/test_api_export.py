@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 import requests
 from polling import wait_for
@@ -173,3 +174,21 @@ def test_a_stalled_export_returns_its_connection_and_is_cut_short(db_url):
             assert conn.execute("SELECT 1").fetchone() == (1,)
         with pytest.raises(ExportAborted):
             list(rows)
+
+
+def test_export_statements_have_their_own_timeout_for_the_transaction_only(db_url):
+    """PROXY_EXPORT_STATEMENT_TIMEOUT_MS cancels an export's statement (the error comes
+    before any row), and the limits end with the export's transaction: the pooled
+    session keeps its own."""
+    with ConnectionPool(db_url, min_size=1, max_size=1, open=True,
+                        kwargs={"options": "-c statement_timeout=12345"}) as pool:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            RowStream(pool, sql.SQL("SELECT pg_sleep(30)"), [],
+                      ExportLimits(statement_timeout_ms=200))
+        stream = RowStream(pool, sql.SQL("SELECT current_setting('statement_timeout'), "
+                                         "current_setting('idle_in_transaction_session_timeout')"),
+                           [], ExportLimits(statement_timeout_ms=4000, idle_timeout_ms=7000))
+        assert list(stream) == [("4s", "8s")]  # the idle timeout plus the server's margin
+        with pool.connection(timeout=60) as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
+            assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("0",)
