@@ -159,3 +159,15 @@ def test_unknown_parameters_are_named_with_the_known_ones(make_app):
     assert r.status_code == 400 and r.json["known"] == []
     # Operations endpoints take anything (probes and scrapers add their own parameters).
     assert c.get("/health?probe=1").status_code == 200
+
+
+def test_limits_in_the_document_are_the_settings_in_force(make_app):
+    r = make_app(PROXY_MAX_QUERY_SERIES="777").test_client().get("/api/openapi.json")
+    assert b"x-maximum-setting" not in r.data
+    [limit] = [p for p in r.json["paths"]["/api/series"]["get"]["parameters"] if p["name"] == "limit"]
+    assert limit["schema"]["minimum"] == 1 and limit["schema"]["maximum"] == 777
+    [query] = [p for p in r.json["paths"]["/api/query"]["get"]["parameters"] if p["name"] == "query"]
+    assert query["required"] and query["schema"]["minLength"] == 1
+    points = r.json["paths"]["/api/query"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"]["properties"]["series"]["items"]["properties"]["points"]
+    assert points["items"]["minItems"] == points["items"]["maxItems"] == 2
