@@ -15,6 +15,7 @@ no run (404), and a second ETL run while one goes is a 409.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import mongomock
 import pytest
+import requests
 from etl_helpers import MONGO_URI, reading
 from proxy_helpers import new_key
 from werkzeug.serving import make_server
@@ -61,8 +63,6 @@ def live_proxy(db_url: str) -> Iterator[str]:
 
 
 def _seed(base: str, ingest_key: str) -> None:
-    import requests
-
     now = time.time()
     headers = {"Authorization": f"Bearer {ingest_key}"}
     r = requests.post(f"{base}/api/ingest", headers=headers, timeout=60, json={"metrics": [
@@ -99,10 +99,6 @@ OPEN_PATHS = "^/(health|ready|metrics|api/openapi.json)$"
 
 
 def test_every_operation_conforms_with_a_key_of_every_scope(db_url, live_proxy, tmp_path):
-    import re
-
-    import requests
-
     keys = {scope: new_key(db_url, scope) for scope in ("query", "ingest", "admin")}
     # The four runs below together select every operation of the document.
     doc = requests.get(f"{live_proxy}/api/openapi.json", timeout=60).json()
