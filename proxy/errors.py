@@ -30,10 +30,36 @@ from pgpulse.store.errors import (
 log = logging.getLogger("proxy.errors")
 
 
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+_INT64 = range(-(2**63), 2**64)  # what orjson writes as a number by itself
+
+
+def _big_ints_as_fragments(value: Any) -> Any:
+    """``value`` with integers beyond 64 bits made raw JSON numbers: they are valid
+    JSON (stored data holds them, e.g. a double of 1e308 read back from jsonb), and
+    orjson refuses them."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {k: _big_ints_as_fragments(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_ints_as_fragments(v) for v in value]
+    return value
+
+
+def json_dumps(body: Any) -> bytes:
+    """``body`` as JSON bytes: orjson, datetimes as RFC 3339, integers of any size."""
+    try:
+        return orjson.dumps(body, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return orjson.dumps(_big_ints_as_fragments(body), option=_JSON_OPTIONS)
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with orjson (datetimes become RFC 3339)."""
-    data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
-    return Response(data, status=status, mimetype="application/json", headers=headers)
+    return Response(json_dumps(body), status=status, mimetype="application/json", headers=headers)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None, **details: Any) -> Response:

@@ -1,5 +1,6 @@
-"""Query parameters shared by query, hosts and export: range, step, aggregation, grouping,
-and the limits on them (each a clear 400)."""
+"""Query parameters shared by the read views (query, hosts, export, discovery): range,
+step, aggregation, grouping, selectors, integers, and the limits on them (each a
+clear 400 naming the parameter)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from flask import request
 
 from pgpulse.reads import AGGREGATES
+from pgpulse.selector import Selector, SelectorError, parse
+from pgpulse.store.series_reads import SeriesRow, find_series
 from proxy.errors import bad_request
 from proxy.settings import ProxySettings
 from proxy.timeparse import parse_duration, parse_time
@@ -60,6 +63,43 @@ def time_range(settings: ProxySettings, *, need_step: bool = True) -> Range:
     return rng
 
 
+def selector(name: str = "query", *, required: bool = True) -> Selector | None:
+    """The selector in parameter ``name`` (None when absent and not ``required``)."""
+    raw = request.args.get(name)
+    if not required and (raw is None or not raw.strip()):
+        return None
+    try:
+        return parse(raw)
+    except SelectorError as exc:
+        details = {} if exc.position is None else {"position": exc.position}
+        raise bad_request(f"{name}: {exc.message}", parameter=name, **details) from None
+
+
+def integer(name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter in [low, high]; any other text (also a number of any
+    size beyond the bounds) is a 400 that echoes at most 100 characters of it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    # Checked as text first: int() of a huge string is slow, and the answer is the same.
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 18 \
+            or not low <= int(text) <= high:
+        raise bad_request(f"{name}: expected an integer {low}..{high}", parameter=name,
+                          value=raw[:100])
+    return int(text)
+
+
+def host_list() -> list[str] | None:
+    """The ``host`` parameters (repeatable; None: all hosts)."""
+    hosts = [h for h in request.args.getlist("host") if h] or None
+    for h in hosts or ():
+        if "\x00" in h:
+            raise bad_request("host: contains a NUL character", parameter="host")
+    return hosts
+
+
 def aggregate() -> str:
     agg = (request.args.get("agg") or "avg").strip().lower()
     if agg not in AGGREGATES:
@@ -90,3 +130,18 @@ def check_points(series: int, rng: Range, settings: ProxySettings) -> None:
             "use a larger step",
             points=total, limit=settings.max_points, series=series, steps=rng.steps,
         )
+
+
+def matched_series(conn, settings: ProxySettings, found_for: Selector) -> list[SeriesRow]:
+    """The series ``found_for`` (the ``query`` parameter's selector) matches; a 400 when
+    they are more than PROXY_MAX_QUERY_SERIES."""
+    found = find_series(conn, found_for, settings.max_query_series)
+    if len(found) > settings.max_query_series:
+        raise bad_request(f"the selector matches more than {settings.max_query_series} series",
+                          parameter="query", limit=settings.max_query_series)
+    return found
+
+
+def no_match_warning(selector_text: str) -> str:
+    """The ``warnings`` entry of an answer whose selector matched no series."""
+    return f"the selector {selector_text[:200]!r} matches no series"

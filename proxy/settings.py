@@ -57,8 +57,8 @@ class ProxySettings:
     )
     statement_timeout_ms: int = setting(
         "PROXY_STATEMENT_TIMEOUT_MS", 30000,
-        "Longest a query or discovery statement may run (exports are not limited); "
-        "0 means no limit.",
+        "Longest a query or discovery statement may run (exports have their own, "
+        "PROXY_EXPORT_STATEMENT_TIMEOUT_MS); 0 means no limit.",
         parse=config.as_int(0), accepts="integer >= 0",
     )
     max_body_bytes: int = setting(
@@ -104,6 +104,19 @@ class ProxySettings:
     export_itersize: int = setting(
         "PROXY_EXPORT_ITERSIZE", 5_000,
         "Rows an export fetches from its server-side cursor at a time.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
+    export_statement_timeout_ms: int = setting(
+        "PROXY_EXPORT_STATEMENT_TIMEOUT_MS", 300_000,
+        "Longest one statement of an export (the query, each fetch of its cursor) may run; "
+        "0 means no limit.",
+        parse=config.as_int(0), accepts="integer >= 0",
+    )
+    export_idle_timeout_ms: int = setting(
+        "PROXY_EXPORT_IDLE_TIMEOUT_MS", 20_000,
+        "Longest an export's transaction waits for its client to take more rows: past it "
+        "the export stops, its cursor closes and its connection returns to the pool (also "
+        "PostgreSQL's idle_in_transaction_session_timeout of the export).",
         parse=config.as_int(1), accepts="integer >= 1",
     )
     key_cache_s: float = setting(

@@ -11,9 +11,13 @@ from proxy.errors import bad_request
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-# Unix seconds outside these bounds are certainly not meant (years 1970..2200).
+# Times outside these bounds are certainly not meant (years 1970..2200): Unix seconds
+# and RFC 3339 alike. They also keep every later step (a default start an hour
+# before, a bucket's end) inside what datetime and PostgreSQL can represent.
 MIN_UNIX = 0.0
 MAX_UNIX = 7_258_118_400.0
+MIN_TIME = datetime.fromtimestamp(MIN_UNIX, UTC)
+MAX_TIME = datetime.fromtimestamp(MAX_UNIX, UTC)
 
 
 def parse_time(raw: str, param: str) -> datetime:
@@ -26,7 +30,11 @@ def parse_time(raw: str, param: str) -> datetime:
         if parsed is None:
             raise bad_request(f"{param}: expected RFC 3339 (2024-05-01T12:00:00Z) or Unix seconds",
                               parameter=param, value=raw[:100]) from None
-        return parsed.astimezone(UTC)
+        parsed = parsed.astimezone(UTC)
+        if not MIN_TIME <= parsed <= MAX_TIME:
+            raise bad_request(f"{param}: time out of range (1970-01-01 .. 2200-01-01)",
+                              parameter=param, value=raw[:100]) from None
+        return parsed
     if not math.isfinite(seconds) or not MIN_UNIX <= seconds <= MAX_UNIX:
         raise bad_request(f"{param}: Unix seconds out of range", parameter=param, value=raw[:100])
     return datetime.fromtimestamp(seconds, UTC)

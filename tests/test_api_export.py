@@ -5,11 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
+import threading
 import time
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+import requests
+from polling import wait_for
 from proxy_helpers import assert_error
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+from werkzeug.serving import make_server
+
+from pgpulse.store.exports import ExportAborted, ExportLimits, RowStream
 
 
 @pytest.fixture
@@ -87,3 +97,98 @@ def test_stream_releases_its_connection_when_closed_early(seeded):
         next(r.response)  # the first chunk only
         r.close()
     assert c.get("/api/series").status_code == 200  # the pool was not drained
+
+
+# -- clients that stop reading -----------------------------------------------------------
+
+IDLE_MS = 3000
+
+
+def _idle_in_transaction(conn) -> list[tuple[int, float]]:
+    """(pid, seconds idle) of the proxy's sessions that sit idle in a transaction."""
+    return conn.execute(
+        "SELECT pid, extract(epoch FROM now() - state_change)::float FROM pg_stat_activity "
+        "WHERE application_name = 'pgpulse-proxy' AND state = 'idle in transaction' "
+        "AND datname = current_database()").fetchall()
+
+
+def test_clients_that_never_read_hold_no_session(make_app, conn):
+    """Exports to clients that never read (more of them than the pool has connections):
+    each export's transaction ends after PROXY_EXPORT_IDLE_TIMEOUT_MS, its connection goes
+    back to the pool, and /api/series keeps answering while the clients stay connected."""
+    app = make_app(PROXY_DB_POOL_SIZE="2", PROXY_EXPORT_ITERSIZE="1",
+                   PROXY_EXPORT_IDLE_TIMEOUT_MS=str(IDLE_MS), PROXY_DB_TIMEOUT_SECONDS="30")
+    base = time.time() - 600
+    big = "x" * 400_000  # 20 snapshots of 400 kB: far more than the sockets' buffers take
+    for part in range(2):
+        r = app.test_client().post("/api/ingest/snapshots", json={"snapshots": [
+            {"host": "web1", "time": datetime.fromtimestamp(base + part * 10 + i, UTC).isoformat(),
+             "data": {"blob": big}} for i in range(10)]})
+        assert r.status_code == 200, r.json
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", server.server_port))
+            s.sendall(f"GET /api/export?source=hosts&start={int(base) - 1} HTTP/1.1\r\n"
+                      "Host: proxy\r\n\r\n".encode())
+            stalled.append(s)  # and never read from it
+
+        # The exports did start and stall (their transactions wait on the clients) ...
+        seen = wait_for(lambda: _idle_in_transaction(conn), 60, "an export waiting on its client",
+                        interval=0.1)
+        # ... and none stays so: each ends within about the timeout (PostgreSQL's own
+        # idle_in_transaction_session_timeout backs the proxy's), all four in turn.
+        for _ in range(40):
+            for _pid, idle_s in _idle_in_transaction(conn):
+                assert idle_s < IDLE_MS / 1000 * 3, f"a session idle in transaction for {idle_s}s"
+            time.sleep(0.25)
+        wait_for(lambda: not _idle_in_transaction(conn), 60, "the stalled exports to end")
+        assert seen
+        # The pool is not drained: the API answers while the four clients stay connected.
+        r = requests.get(f"http://127.0.0.1:{server.server_port}/api/series", timeout=60)
+        assert r.status_code == 200 and r.json()["series"] == []
+        r = requests.get(f"http://127.0.0.1:{server.server_port}/api/hosts", timeout=60)
+        assert r.status_code == 200 and r.json()["hosts"][0]["host"] == "web1"
+    finally:
+        for s in stalled:
+            s.close()
+        server.shutdown()
+        thread.join(timeout=60)
+
+
+def test_a_stalled_export_returns_its_connection_and_is_cut_short(db_url):
+    """The store's row stream: a reader that takes nothing for the idle timeout loses its
+    connection to the pool (a pool of one serves another caller), and when it comes
+    back it gets ExportAborted, not rows it never saw."""
+    with ConnectionPool(db_url, min_size=1, max_size=1, open=True) as pool:
+        stream = RowStream(pool, sql.SQL("SELECT i FROM generate_series(1, 100) AS i"), [],
+                           ExportLimits(itersize=1, idle_timeout_ms=300))
+        rows = iter(stream)
+        assert next(rows) == (1,)
+        with pool.connection(timeout=60) as conn:  # waits until the stalled export gave it back
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(ExportAborted):
+            list(rows)
+
+
+def test_export_statements_have_their_own_timeout_for_the_transaction_only(db_url):
+    """PROXY_EXPORT_STATEMENT_TIMEOUT_MS cancels an export's statement (the error comes
+    before any row), and the limits end with the export's transaction: the pooled
+    session keeps its own."""
+    with ConnectionPool(db_url, min_size=1, max_size=1, open=True,
+                        kwargs={"options": "-c statement_timeout=12345"}) as pool:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            RowStream(pool, sql.SQL("SELECT pg_sleep(30)"), [],
+                      ExportLimits(statement_timeout_ms=200))
+        stream = RowStream(pool, sql.SQL("SELECT current_setting('statement_timeout'), "
+                                         "current_setting('idle_in_transaction_session_timeout')"),
+                           [], ExportLimits(statement_timeout_ms=4000, idle_timeout_ms=7000))
+        assert list(stream) == [("4s", "8s")]  # the idle timeout plus the server's margin
+        with pool.connection(timeout=60) as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
+            assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("0",)

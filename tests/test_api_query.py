@@ -307,3 +307,22 @@ def test_any_regex_in_matcher_is_200_or_400(client):
         assert r.status_code in (200, 400), (regex, r.data)
 
     check()
+
+
+def test_selector_matching_nothing_is_an_empty_answer_with_a_warning(loaded):
+    client, base = loaded
+    r = q(client, query='cpu_temp{host="nope"}', start=base, end=base + 600, step="60s")
+    assert r.status_code == 200, r.json
+    assert r.json["series"] == []
+    [warning] = r.json["warnings"]
+    assert "matches no series" in warning and 'cpu_temp{host="nope"}' in warning
+    # A selector that matches, even with no points in the range, carries no warning.
+    r = q(client, query='cpu_temp{host="a"}', start=base - 7200, end=base - 3600, step="60s")
+    assert r.status_code == 200 and r.json["series"] == [] and "warnings" not in r.json
+
+
+def test_misspelt_parameter_is_a_400_not_the_default(loaded):
+    client, base = loaded
+    body = assert_error(q(client, query="cpu_temp", start=base, end=base + 600, stpe="5m"), 400)
+    assert body["parameter"] == "stpe" and "step" in body["known"]
+    assert "'stpe'" in body["error"] and "step" in body["error"]

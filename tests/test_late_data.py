@@ -210,6 +210,12 @@ def timescale_results() -> dict[str, Any]:
         exec_(LATE),
         exec_(ETL_READINGS),
         query(LATE_BUCKETS),
+        # Two runs of each policy: on TimescaleDB 2.23 (PGlite) a late write whose only
+        # re-materialised 5m bucket is the first of its hour reaches the 1h aggregate at
+        # the 1h policy's next run, not the one right after the 5m refresh (seen at
+        # BASE = hh:03:52, late rows all in the hour's first 5m bucket). With
+        # TimescaleDB's scheduler that is within the 1h policy's 5-minute schedule.
+        *POLICY_CYCLE,
         *POLICY_CYCLE,
         *(query(READS[name]) for name in READS),
         *(query(FROM_RAW[name]) for name in READS),
@@ -217,7 +223,7 @@ def timescale_results() -> dict[str, Any]:
     results = PGliteRunner().run(steps)
     n = len(READS)
     tiers, raw = results[-2 * n:-n], results[-n:]
-    return {"before": results[-2 * n - len(POLICY_CYCLE) - 1],
+    return {"before": results[-2 * n - 2 * len(POLICY_CYCLE) - 1],
             "tiers": dict(zip(READS, zip(tiers, raw, strict=True), strict=True))}
 
 

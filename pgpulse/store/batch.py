@@ -74,9 +74,12 @@ def parse_rfc3339(text: str) -> datetime | None:
     if frac and len(frac.group(1)) > 6:
         text = text[: frac.start(1) + 6] + text[frac.end(1):]
     try:
-        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
-    except ValueError:
+        parsed = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+        # 0001-01-01T00:00:00+14:00 parses but lies before year 1 in UTC: not a time.
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
+    return parsed
 
 
 def datetime_us(when: datetime) -> int:

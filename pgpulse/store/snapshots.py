@@ -60,7 +60,10 @@ def _time(value: Any) -> datetime | None:
 def _data_text(data: Any) -> str | None:
     """The JSON text of ``data`` when it is a JSON object, else None."""
     if type(data) is dict:
-        return orjson.dumps(data).decode()
+        try:
+            return orjson.dumps(data).decode()
+        except orjson.JSONEncodeError:  # orjson writes at most 254 levels
+            return None
     if isinstance(data, bytes | str):
         try:
             parsed = orjson.loads(data)
@@ -101,6 +104,8 @@ def check(
         return "host", f"host must be a non-empty string of at most {MAX_HOST_LENGTH} characters"
     text = _data_text(data)
     if text is None:
+        if type(data) is dict:  # an object orjson cannot write
+            return "data", "data is nested deeper than 254 levels"
         return "data", "data must be a JSON object"
     when = _time(item.get("time"))
     if when is None:

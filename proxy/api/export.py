@@ -1,10 +1,12 @@
 """Export: GET /api/export streams samples or host snapshots as JSON, NDJSON or CSV.
 
 Memory stays constant whatever the range: rows come from a server-side cursor
-``PROXY_EXPORT_ITERSIZE`` at a time and leave as soon as they are formatted. The
-selector, range and database are checked before the first byte, so those errors
-get a proper status; a failure after streaming began can only cut the stream
-short (it is logged).
+``PROXY_EXPORT_ITERSIZE`` at a time (pgpulse.store.exports) and leave as soon as
+they are formatted. The selector, range, database and first rows are checked
+before the first byte, so those errors get a proper status; a failure after
+streaming began can only cut the stream short (it is logged). A client that stops
+reading holds no database session: after PROXY_EXPORT_IDLE_TIMEOUT_MS the export
+ends its transaction and returns its connection, and the stream is cut short.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ from datetime import datetime
 
 import orjson
 from flask import Blueprint, Response, request
-from psycopg import sql
-from psycopg_pool import ConnectionPool
 
+from pgpulse.store import exports
 from pgpulse.tiers import HOST_FIELDS
 from proxy.api.openapi import (
     AUTH_ERRORS,
@@ -28,11 +29,10 @@ from proxy.api.openapi import (
     errors,
     param,
 )
-from proxy.api.query import matched_series
 from proxy.auth import require_scope
 from proxy.errors import bad_request
-from proxy.ranges import time_range
-from proxy.state import state
+from proxy.ranges import host_list, matched_series, selector, time_range
+from proxy.state import ProxyState, state
 
 log = logging.getLogger("proxy.export")
 bp = Blueprint("export", __name__)
@@ -41,13 +41,12 @@ FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": 
 CHUNK_ROWS = 1000  # rows formatted per chunk handed to the server
 
 
-def _rows(pool: ConnectionPool, query: sql.Composable, params: list, itersize: int) -> Iterator[tuple]:
-    with pool.connection() as conn:
-        conn.execute("SET LOCAL statement_timeout = 0")  # an export may take long; fetches do not
-        with conn.cursor(name="pgpulse_export") as cur:
-            cur.itersize = itersize
-            cur.execute(query, params)
-            yield from cur
+def _limits(st: ProxyState) -> exports.ExportLimits:
+    return exports.ExportLimits(
+        itersize=st.settings.export_itersize,
+        statement_timeout_ms=st.settings.export_statement_timeout_ms,
+        idle_timeout_ms=st.settings.export_idle_timeout_ms,
+    )
 
 
 class _Csv:
@@ -96,6 +95,9 @@ def _stream(fmt: str, header: list[str], objects: Iterator[tuple[dict | None, li
     except GeneratorExit:
         log.info("export stopped by the client after %d rows", count)
         raise
+    except exports.ExportAborted as exc:
+        log.warning("export cut short after %d rows: %s", count, exc)
+        raise
     except Exception:
         # Headers are sent: the only signal left is an incomplete body.
         log.exception("export failed after %d rows; the stream is cut short", count)
@@ -114,16 +116,13 @@ def _iso(t: datetime) -> str:
     return t.isoformat()
 
 
-def _samples(st, fmt: str) -> tuple[list[str], Iterator]:
+def _samples(st: ProxyState, fmt: str) -> tuple[list[str], exports.RowStream, Iterator]:
     rng = time_range(st.settings, need_step=False)
+    wanted = selector()
     with st.connection() as conn:
-        found = matched_series(conn, st.settings)
+        found = matched_series(conn, st.settings, wanted)
     meta = {sid: (name, labels, orjson.dumps(labels).decode()) for sid, name, labels, _t in found}
-    query = sql.SQL(
-        "SELECT series_id, time, value FROM samples WHERE series_id = ANY(%s) "
-        "AND time >= %s AND time < %s ORDER BY series_id, time"
-    )
-    rows = _rows(st.pool, query, [list(meta), rng.start, rng.end], st.settings.export_itersize)
+    rows = exports.samples(st.pool, list(meta), rng.start, rng.end, _limits(st))
 
     def objects():
         for sid, t, v in rows:
@@ -132,32 +131,17 @@ def _samples(st, fmt: str) -> tuple[list[str], Iterator]:
             yield ({"name": name, "labels": labels, "time": when, "value": v} if fmt != "csv" else None,
                    [when, name, labels_json, repr(v)])
 
-    return ["time", "name", "labels", "value"], objects()
+    return ["time", "name", "labels", "value"], rows, objects()
 
 
-def _hosts(st, fmt: str) -> tuple[list[str], Iterator]:
+def _hosts(st: ProxyState, fmt: str) -> tuple[list[str], exports.RowStream, Iterator]:
     rng = time_range(st.settings, need_step=False)
-    hosts = [h for h in request.args.getlist("host") if h] or None
+    hosts = host_list()
     field = request.args.get("field") or None
     if field is not None and field not in HOST_FIELDS:
         raise bad_request(f"field: expected one of {', '.join(HOST_FIELDS)}", parameter="field")
-    host_filter = sql.SQL("") if hosts is None else sql.SQL(" AND host = ANY(%s)")
-    params: list = [rng.start, rng.end] + ([hosts] if hosts is not None else [])
-    if field is None:
-        value = sql.SQL("data::text")
-    else:
-        value = sql.SQL(
-            "CASE WHEN jsonb_typeof(data #> %s) = 'number' THEN (data #>> %s)::double precision END"
-        )
-        path = list(HOST_FIELDS[field])
-        params = [path, path, *params]
-    query = sql.SQL(
-        "SELECT host, time, {value} FROM system_metrics WHERE time >= %s AND time < %s{hosts} "
-        "ORDER BY host, time"
-    ).format(value=value, hosts=host_filter)
-    with st.connection() as conn:  # reach the database before streaming starts
-        conn.execute("SELECT 1")
-    rows = _rows(st.pool, query, params, st.settings.export_itersize)
+    path = None if field is None else HOST_FIELDS[field]
+    rows = exports.snapshots(st.pool, hosts, path, rng.start, rng.end, _limits(st))
 
     def objects():
         for host, t, v in rows:
@@ -170,7 +154,7 @@ def _hosts(st, fmt: str) -> tuple[list[str], Iterator]:
                 yield obj, [when, host, field, "" if v is None else repr(v)]
 
     header = ["time", "host", "data"] if field is None else ["time", "host", "field", "value"]
-    return header, objects()
+    return header, rows, objects()
 
 
 @bp.get("/api/export")
@@ -180,18 +164,21 @@ def export() -> Response:
     fmt = _format()
     source = (request.args.get("source") or "samples").lower()
     if source == "samples":
-        header, objects = _samples(st, fmt)
+        header, rows, objects = _samples(st, fmt)
     elif source == "hosts":
-        header, objects = _hosts(st, fmt)
+        header, rows, objects = _hosts(st, fmt)
     else:
         raise bad_request("source: expected samples or hosts", parameter="source")
     filename = f"pgpulse-{source}.{fmt}"
-    return Response(
+    response = Response(
         _stream(fmt, header, objects),
         mimetype=FORMATS[fmt],
         headers={"Content-Disposition": f'attachment; filename="{filename}"',
                  "X-Accel-Buffering": "no"},
     )
+    # Also when the server closes a stream it never started (the client left at once).
+    response.call_on_close(rows.close)
+    return response
 
 
 OPENAPI = {
@@ -201,9 +188,12 @@ OPENAPI = {
         "parameters": [
             param("source", "What to export", schema={"type": "string", "enum": ["samples", "hosts"],
                                                       "default": "samples"}),
-            param("query", "Selector (source=samples)"),
-            param("host", "Host (source=hosts; repeat for several; absent: all)"),
-            param("field", "Headline field only (source=hosts; absent: whole snapshots)"),
+            param("query", "Selector (source=samples: required, not blank)",
+                  schema={"type": "string", "maxLength": 4096}),
+            param("host", "Host (source=hosts; repeat for several; absent: all)",
+                  schema={"type": "array", "items": {"type": "string"}}),
+            param("field", "Headline field only (source=hosts; absent: whole snapshots)",
+                  schema={"type": "string", "enum": list(HOST_FIELDS)}),
             START, END,
             param("format", "Output format", schema={"type": "string", "enum": list(FORMATS),
                                                      "default": "ndjson"}),

@@ -6,11 +6,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from pgpulse.reads import read_host_field
+from pgpulse.store import host_reads
 from pgpulse.tiers import HOST_FIELDS
 from proxy.api.openapi import (
     AGG,
     AUTH_ERRORS,
     END,
+    HOSTS,
     SERIES_RESULT,
     START,
     STEP,
@@ -20,36 +22,23 @@ from proxy.api.openapi import (
 )
 from proxy.auth import require_scope
 from proxy.errors import bad_request, json_response
-from proxy.ranges import aggregate, check_points, time_range
+from proxy.ranges import aggregate, check_points, host_list, time_range
 from proxy.state import state
 from proxy.timeparse import unix
 
 bp = Blueprint("hosts", __name__)
-
-# Distinct hosts by skipping through the (host, time) index instead of reading every
-# snapshot, then each host's newest time from the same index.
-HOSTS_SQL = """
-WITH RECURSIVE hosts(host) AS (
-    (SELECT host FROM system_metrics ORDER BY host LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.host FROM system_metrics m WHERE m.host > h.host ORDER BY m.host LIMIT 1)
-    FROM hosts h WHERE h.host IS NOT NULL
-)
-SELECT h.host, (SELECT max(m.time) FROM system_metrics m WHERE m.host = h.host) AS last_seen
-FROM hosts h WHERE h.host IS NOT NULL ORDER BY h.host
-"""
 
 
 @bp.get("/api/hosts")
 @require_scope("query")
 def hosts() -> Response:
     with state().connection() as conn:
-        rows = conn.execute(HOSTS_SQL).fetchall()
+        rows = host_reads.list_hosts(conn)
     return json_response({"hosts": [{"host": h, "last_seen": t} for h, t in rows]})
 
 
 def host_params() -> tuple[list[str] | None, str]:
-    hosts = [h for h in request.args.getlist("host") if h] or None
+    hosts = host_list()
     field = request.args.get("field") or ""
     if field not in HOST_FIELDS:
         raise bad_request(f"field: expected one of {', '.join(HOST_FIELDS)}", parameter="field",
@@ -67,10 +56,7 @@ def host_query() -> Response:
     if agg == "rate":
         raise bad_request("rate applies to counters; host fields are gauges", parameter="agg")
     with st.connection() as conn:
-        if hosts is None:
-            count = len(conn.execute(HOSTS_SQL).fetchall())
-        else:
-            count = len(hosts)
+        count = len(host_reads.list_hosts(conn)) if hosts is None else len(hosts)
         check_points(max(count, 1), rng, st.settings)
         result = read_host_field(conn, hosts, field, rng.start, rng.end, rng.step, agg, st.retention,
                                  epoch=True)
@@ -104,8 +90,7 @@ OPENAPI = {
         "parameters": [
             param("field", "Headline field", required=True,
                   schema={"type": "string", "enum": list(HOST_FIELDS)}),
-            param("host", "Host (repeat for several; absent: all hosts)"),
-            START, END, STEP, AGG,
+            HOSTS, START, END, STEP, AGG,
         ],
         "responses": {**json_ok("Points per host", SERIES_RESULT), **errors(*AUTH_ERRORS)},
     }},

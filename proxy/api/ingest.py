@@ -26,6 +26,7 @@ from pgpulse.store.series import SeriesCache, SeriesLimits
 from proxy import metrics
 from proxy.api.openapi import (
     AUTH_ERRORS,
+    IDEMPOTENCY_KEY,
     errors,
     json_ok,
     param,
@@ -179,9 +180,9 @@ _INGEST = {
     "summary": "Write a batch of samples (atomic; gzip accepted; scope ingest)",
     "x-scope": "ingest",
     "parameters": [
-        param("Idempotency-Key", "A retried batch with the same key and body answers as the first time",
-              where="header"),
-        param("Content-Encoding", "gzip or absent", where="header"),
+        IDEMPOTENCY_KEY,
+        param("Content-Encoding", "gzip or absent", where="header",
+              schema={"type": "string", "enum": ["gzip", "identity"]}),
     ],
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["metrics"],

@@ -10,6 +10,7 @@ from flask import Blueprint, Response
 from psycopg_pool import PoolTimeout
 
 from pgpulse import schema
+from pgpulse.store import series_reads
 from proxy import metrics
 from proxy.errors import error_response, json_response
 from proxy.state import state
@@ -48,7 +49,7 @@ def metrics_view() -> Response:
     # The series count is read at scrape time; a database outage leaves it as it was.
     try:
         with state().connection() as conn:
-            metrics.SERIES.set(conn.execute("SELECT count(*) FROM series").fetchone()[0])
+            metrics.SERIES.set(series_reads.count_series(conn))
     except (psycopg.Error, PoolTimeout) as exc:
         # Down or not migrated yet: /metrics still answers, with the last count.
         log.warning("series count not refreshed: %s", type(exc).__name__)

@@ -25,13 +25,19 @@ from proxy.api.openapi import (
 )
 from proxy.auth import require_scope
 from proxy.errors import bad_request, json_response
-from proxy.ranges import aggregate, check_points, group_by, time_range
-from proxy.selector import find_series, parse
+from proxy.ranges import (
+    aggregate,
+    check_points,
+    group_by,
+    matched_series,
+    no_match_warning,
+    selector,
+    time_range,
+)
 from proxy.state import state
 from proxy.timeparse import unix
 
 bp = Blueprint("query", __name__)
-
 
 
 def _mean(values: list[float]) -> float:
@@ -48,15 +54,6 @@ COMBINE: dict[str, Callable[[list[float]], float]] = {
     "last": sum,
     "rate": sum,
 }
-
-
-def matched_series(conn, settings) -> list[tuple[int, str, dict, str]]:
-    selector = parse(request.args.get("query"))
-    found = find_series(conn, selector, settings.max_query_series)
-    if len(found) > settings.max_query_series:
-        raise bad_request(f"the selector matches more than {settings.max_query_series} series",
-                          parameter="query", limit=settings.max_query_series)
-    return found
 
 
 def group(found, points, by: tuple[str, ...], agg: str) -> list[dict]:
@@ -90,9 +87,9 @@ def query() -> Response:
     rng = time_range(settings)
     agg = aggregate()
     by = group_by()
-    parse(request.args.get("query"))  # syntax errors before touching the database
+    wanted = selector()  # syntax errors before touching the database
     with st.connection() as conn:
-        found = matched_series(conn, settings)
+        found = matched_series(conn, settings, wanted)
         check_points(len(found), rng, settings)
         if agg == "rate":
             gauges = [f"{name}{labels}" for _id, name, labels, typ in found if typ != "counter"]
@@ -109,7 +106,7 @@ def query() -> Response:
             {"name": name, "labels": labels, "points": result.points[sid]}
             for sid, name, labels, _type in found if result.points.get(sid)
         ]
-    return json_response({
+    body = {
         "tier": result.tier,
         "tiers": [{"tier": s.tier, "start": s.start, "end": s.end} for s in result.segments],
         "step": rng.step.total_seconds(),
@@ -117,14 +114,18 @@ def query() -> Response:
         "end": unix(rng.end),
         "agg": agg,
         "series": series,
-    })
+    }
+    if not found:
+        body["warnings"] = [no_match_warning(request.args["query"])]
+    return json_response(body)
 
 
 _QUERY = {
     "tags": ["query"], "x-scope": "query",
     "summary": "Samples of the series a selector matches, aggregated per step (scope query)",
     "parameters": [SELECTOR, START, END, STEP, AGG,
-                   param("by", "Comma-separated label names: combine series sharing their values")],
+                   param("by", "Comma-separated label names, each at most once: combine series "
+                         "sharing their values")],
     "responses": {**json_ok("Points per series, and the tier that served them", SERIES_RESULT),
                   **errors(*AUTH_ERRORS)},
 }

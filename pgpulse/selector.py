@@ -1,4 +1,4 @@
-"""Prometheus-style series selectors and the SQL that finds their series.
+"""Prometheus-style series selectors: the parser and the compiler to SQL conditions.
 
 ``cpu_temp{host="a",zone=~"eu-.*",env!="dev"}``: an optional metric name, then
 label matchers ``=``, ``!=``, ``=~``, ``!~`` with double-, single- or back-quoted
@@ -7,6 +7,11 @@ metric name. Like Prometheus, a label that a series lacks has the value "" and a
 regex must match the whole value (it is anchored as ``^(?:re)$``). Regexes are
 evaluated by PostgreSQL (its ARE syntax, close to RE2 for common patterns); every
 name and value reaches SQL as a parameter.
+
+The core's readers (:mod:`pgpulse.store.series_reads`, exports) compile selectors
+with :func:`where`; a text that is not a selector raises :class:`SelectorError`
+(a ``ValueError`` with the position), which the HTTP layer answers with a 400
+naming its parameter.
 """
 
 from __future__ import annotations
@@ -17,13 +22,20 @@ import re
 import orjson
 from psycopg import sql
 
-from proxy.errors import bad_request
-
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _OPS = ("=~", "!~", "!=", "=")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "`": "`"}
 MAX_SELECTOR_LENGTH = 4096
+
+
+class SelectorError(ValueError):
+    """Text that is not a selector; ``position`` is where parsing stopped (or None)."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,8 +63,7 @@ class _Parser:
         self.pos = 0
 
     def fail(self, message: str):
-        return bad_request(f"invalid selector at position {self.pos}: {message}",
-                           parameter="query", position=self.pos)
+        return SelectorError(f"invalid selector at position {self.pos}: {message}", self.pos)
 
     def skip(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos] in " \t\r\n":
@@ -126,8 +137,8 @@ class _Parser:
         if not matchers:
             raise self.fail("expected a metric name or {label matchers}")
         if all(_matches_empty(m) for m in matchers):
-            raise bad_request("selector must contain at least one matcher that does not match "
-                              "the empty string (e.g. a metric name)", parameter="query")
+            raise SelectorError("selector must contain at least one matcher that does not match "
+                                "the empty string (e.g. a metric name)")
         return Selector(tuple(matchers))
 
 
@@ -143,11 +154,9 @@ def _matches_empty(m: Matcher) -> bool:
 
 def parse(text: str | None) -> Selector:
     if text is None or not text.strip():
-        raise bad_request("query: a series selector is required, e.g. cpu_temp{host=\"a\"}",
-                          parameter="query")
+        raise SelectorError("a series selector is required, e.g. cpu_temp{host=\"a\"}")
     if len(text) > MAX_SELECTOR_LENGTH:
-        raise bad_request(f"query: selector longer than {MAX_SELECTOR_LENGTH} characters",
-                          parameter="query")
+        raise SelectorError(f"selector longer than {MAX_SELECTOR_LENGTH} characters")
     return _Parser(text).parse()
 
 
@@ -177,10 +186,3 @@ def where(selector: Selector) -> tuple[sql.Composable, list[object]]:
         parts.insert(0, sql.SQL("labels @> %s::jsonb"))
         params.insert(0, orjson.dumps(contains).decode())
     return sql.SQL(" AND ").join(parts), params
-
-
-def find_series(conn, selector: Selector, limit: int) -> list[tuple[int, str, dict, str]]:
-    """(id, name, labels, type) of the series the selector matches, at most ``limit`` + 1."""
-    condition, params = where(selector)
-    query = sql.SQL("SELECT id, name, labels, type FROM series WHERE {} ORDER BY name, id LIMIT %s").format(condition)
-    return conn.execute(query, [*params, limit + 1]).fetchall()

@@ -1,0 +1,30 @@
+"""Reads of host snapshots (``system_metrics``) that are not tier-aware: which hosts
+sent snapshots, and when each was last seen.
+
+Points of a headline field over time are :mod:`pgpulse.reads`; whole snapshots
+streamed out are :mod:`pgpulse.store.exports`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+# Distinct hosts by skipping through the (host, time) index instead of reading every
+# snapshot, then each host's newest time from the same index.
+_HOSTS_SQL = """
+WITH RECURSIVE hosts(host) AS (
+    (SELECT host FROM system_metrics ORDER BY host LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.host FROM system_metrics m WHERE m.host > h.host ORDER BY m.host LIMIT 1)
+    FROM hosts h WHERE h.host IS NOT NULL
+)
+SELECT h.host, (SELECT max(m.time) FROM system_metrics m WHERE m.host = h.host) AS last_seen
+FROM hosts h WHERE h.host IS NOT NULL ORDER BY h.host
+"""
+
+
+def list_hosts(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
+    """(host, time of its newest snapshot), by host."""
+    return [tuple(r) for r in conn.execute(_HOSTS_SQL).fetchall()]
