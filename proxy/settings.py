@@ -31,6 +31,13 @@ class ProxySettings:
         "to 127.0.0.1).",
         parse=config.as_bool, accepts="on, off",
     )
+    auth_off_beyond_loopback: bool = setting(
+        "PGPULSE_AUTH_OFF_BEYOND_LOOPBACK", False,
+        "Let `pgpulse proxy` run with PGPULSE_AUTH=off on an address other than "
+        "loopback (anyone who reaches it may write and read). Off: such a proxy refuses "
+        "to start.",
+        parse=config.as_bool, accepts="on, off",
+    )
     workers: int = setting(
         "PROXY_WORKERS", 2, "Gunicorn worker processes of `pgpulse proxy`.",
         parse=config.as_int(1, 64), accepts="integer 1..64",

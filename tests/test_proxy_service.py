@@ -9,8 +9,9 @@ import socket
 import pytest
 import requests
 
-from pgpulse.commands.proxy import ProxyService, gunicorn_options
+from pgpulse.commands.proxy import ProxyService, check_open_bind, gunicorn_options, is_loopback
 from pgpulse.commands.up import build_services
+from pgpulse.config import SettingsError
 
 
 def free_port() -> int:
@@ -95,3 +96,39 @@ def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):
     json_lines = [line for line in out.splitlines() if line.startswith("{")]
     assert any('"logger":"gunicorn.error"' in line for line in json_lines)
     assert any('"PGPULSE_AUTH=off' in line or "PGPULSE_AUTH=off" in line for line in json_lines)
+
+
+@pytest.mark.parametrize(
+    ("bind", "loopback"),
+    [("127.0.0.1:8085", True), ("[::1]:8085", True), ("localhost:8085", True),
+     ("unix:/run/pgpulse.sock", True), ("0.0.0.0:8085", False), (":8085", False),
+     ("[::]:8085", False), ("192.0.2.7:8085", False)],
+)
+def test_is_loopback(bind, loopback):
+    assert is_loopback(bind) is loopback
+
+
+def test_auth_off_beyond_loopback_needs_a_second_setting():
+    from proxy.settings import load_proxy
+
+    open_wide = load_proxy({"PGPULSE_AUTH": "off"})
+    with pytest.raises(SettingsError, match="PGPULSE_AUTH_OFF_BEYOND_LOOPBACK=on"):
+        check_open_bind("0.0.0.0:8085", open_wide)
+    check_open_bind("127.0.0.1:8085", open_wide)  # loopback: fine
+    check_open_bind("0.0.0.0:8085", load_proxy({}))  # auth on: fine
+    check_open_bind("0.0.0.0:8085", load_proxy({"PGPULSE_AUTH": "off",
+                                                "PGPULSE_AUTH_OFF_BEYOND_LOOPBACK": "on"}))
+
+
+def test_pgpulse_proxy_refuses_to_start_open_on_every_interface(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(free_port()),
+           "PROXY_HOST": "0.0.0.0", "PGPULSE_AUTH": "off"}
+    env.pop("PGPULSE_AUTH_OFF_BEYOND_LOOPBACK", None)
+    proc = subprocess.run([sys.executable, "-m", "pgpulse", "proxy"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "PGPULSE_AUTH=off with the non-loopback address 0.0.0.0:" in proc.stderr

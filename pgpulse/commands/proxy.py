@@ -6,14 +6,21 @@ answers 503 until the schema is current.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pgpulse.config import SettingsError
 from pgpulse.logs import setup_logging
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
+
+if TYPE_CHECKING:  # the proxy's modules load only when the proxy runs
+    from proxy.settings import ProxySettings
 
 log = logging.getLogger("pgpulse.proxy")
 
@@ -24,6 +31,48 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="worker processes (default PROXY_WORKERS)")
     p.add_argument("--threads", type=int, help="threads per worker (default PROXY_THREADS)")
     p.set_defaults(func=run)
+
+
+def _bind_host(bind: str) -> str | None:
+    """The host part of a gunicorn bind address (None for a Unix socket)."""
+    if bind.startswith("unix:"):
+        return None
+    if bind.startswith("["):  # [::1]:8085
+        return bind[1:].partition("]")[0]
+    if bind.count(":") == 1:
+        return bind.rpartition(":")[0]
+    return bind
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether ``bind`` only listens on this machine (loopback or a Unix socket)."""
+    host = _bind_host(bind)
+    if host is None:
+        return True
+    if not host:
+        return False  # ":8085" is every interface
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                   for a in addresses)
+
+
+def check_open_bind(bind: str, settings: ProxySettings) -> None:
+    """Refuse an open proxy (auth off) on an address other machines can reach, unless
+    PGPULSE_AUTH_OFF_BEYOND_LOOPBACK says so: a log line is too easy to miss."""
+    if settings.auth or settings.auth_off_beyond_loopback or is_loopback(bind):
+        return
+    raise SettingsError(
+        f"PGPULSE_AUTH=off with the non-loopback address {bind}: anyone who reaches it "
+        "could write and read without a key. Turn auth on, bind 127.0.0.1 (PROXY_HOST or "
+        "--bind), or set PGPULSE_AUTH_OFF_BEYOND_LOOPBACK=on to allow it"
+    )
 
 
 def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
@@ -52,6 +101,7 @@ def run(args) -> int:
     settings = load_proxy(environ)
     shipper = setup_logging("proxy", core.log_level, core.log_format, core.loki_url)
     bind = args.bind or f"{settings.host}:{settings.port}"
+    check_open_bind(bind, settings)
     workers = args.workers or settings.workers
     threads = args.threads or settings.threads
     metrics_dir = settings.metrics_dir
