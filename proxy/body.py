@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from flask import request
+from werkzeug.exceptions import ClientDisconnected
 
 from proxy.errors import ApiError, bad_request
 
@@ -62,7 +63,13 @@ def raw_body(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    data = request.get_data(cache=False) if length is not None else _read_chunked(limit)
+    try:
+        data = request.get_data(cache=False) if length is not None else _read_chunked(limit)
+    except (ClientDisconnected, TimeoutError):
+        # The server's read timeout (PROXY_BODY_TIMEOUT_SECONDS) ran out, or the client
+        # left: either way the body did not come.
+        raise ApiError(408, "request body not received in time: the client stopped "
+                       "sending") from None
     if len(data) > limit:
         raise too_large(limit)
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()

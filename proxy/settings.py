@@ -48,6 +48,18 @@ class ProxySettings:
         "long exports beside short queries.",
         parse=config.as_int(1, 256), accepts="integer 1..256",
     )
+    header_timeout_s: float = setting(
+        "PROXY_HEADER_TIMEOUT_SECONDS", 20.0,
+        "Longest a client of `pgpulse proxy` may take to send a request's line and "
+        "headers (408 beyond); until they are complete it holds no thread.",
+        parse=config.as_float(0, exclusive=True), accepts="number > 0",
+    )
+    body_timeout_s: float = setting(
+        "PROXY_BODY_TIMEOUT_SECONDS", 30.0,
+        "Longest `pgpulse proxy` waits for the next bytes of a request body, or for a "
+        "client to take the next bytes of an answer (408 or the connection closed beyond).",
+        parse=config.as_float(0, exclusive=True), accepts="number > 0",
+    )
     pool_size: int = setting(
         "PROXY_DB_POOL_SIZE", 8,
         "Most database connections one proxy process holds.",

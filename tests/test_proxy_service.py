@@ -56,8 +56,14 @@ def test_up_builds_the_proxy_unless_told_not_to(core_settings):
 
 
 def test_gunicorn_options():
-    opts = gunicorn_options("0.0.0.0:8085", 3, 4)
-    assert opts["worker_class"] == "gthread" and opts["workers"] == 3 and opts["threads"] == 4
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from proxy.settings import load_proxy
+
+    opts = gunicorn_options("0.0.0.0:8085", 3, 4, load_proxy({"PROXY_HEADER_TIMEOUT_SECONDS": "7"}))
+    assert issubclass(opts["worker_class"], ThreadWorker)
+    assert opts["worker_class"].header_timeout == 7.0
+    assert opts["workers"] == 3 and opts["threads"] == 4
 
 
 def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):

@@ -1,4 +1,5 @@
-"""``pgpulse proxy``: the proxy alone, served by gunicorn (gthread workers).
+"""``pgpulse proxy``: the proxy alone, served by gunicorn (gthread workers that read
+request heads in their event loop, proxy/serving.py).
 
 Migrations are not run here (the stack runs them once, in their own job); /ready
 answers 503 until the schema is current.
@@ -75,12 +76,22 @@ def check_open_bind(bind: str, settings: ProxySettings) -> None:
     )
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
+def gunicorn_options(bind: str, workers: int, threads: int, settings: ProxySettings) -> dict:
+    from proxy import serving
+
     return {
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        # gthread, but request heads are read in the event loop: a slow client holds
+        # no thread until its request is complete, and reads/writes in a thread time
+        # out (proxy/serving.py).
+        "worker_class": serving.worker_class(settings.header_timeout_s, settings.body_timeout_s),
+        # Open connections per worker (slow ones cost a socket and a buffer, not a thread).
+        "worker_connections": 1000,
+        # The request line is bounded by the worker (serving.MAX_HEAD_BYTES, with a JSON
+        # error): gunicorn's own cap (8 KiB at most) is below a long selector in a URL.
+        "limit_request_line": 0,
         # Exports stream for long; a worker is only killed when it stops heartbeating.
         "timeout": 120,
         "graceful_timeout": 30,
@@ -124,7 +135,7 @@ def run(args) -> int:
                 app_config["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             hooks = _LogHooks(core.log_level, core.log_format, core.loki_url)
             _serve(BaseApplication, app_config, metrics_dir,
-                   {**gunicorn_options(bind, workers, threads), **hooks.options()})
+                   {**gunicorn_options(bind, workers, threads, settings), **hooks.options()})
     finally:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
