@@ -207,7 +207,14 @@ class ProxyWorker(ThreadWorker):
     def handle_request(self, req, conn):
         # Every body read and answer write waits at most body_timeout for the client.
         conn.sock.settimeout(self.body_timeout)
-        return super().handle_request(req, conn)
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            # A client that stopped reading its answer (an export, say): the answer's
+            # iterator was closed on the way out, which ends its database work.
+            self.log.info("client %s took nothing for %g s: connection closed",
+                          conn.client, self.body_timeout)
+            return False
 
     def handle_error(self, req, client, addr, exc) -> None:
         """gunicorn's own error answers, in the API's JSON shape instead of HTML."""

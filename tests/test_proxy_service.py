@@ -67,6 +67,7 @@ def test_gunicorn_options():
     assert issubclass(opts["worker_class"], ThreadWorker)
     assert opts["worker_class"].header_timeout == 7.0
     assert opts["workers"] == 3 and opts["threads"] == 4
+    assert opts["control_socket_disable"], "one control socket path per user: two proxies collide"
 
 
 def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):

@@ -98,6 +98,9 @@ def gunicorn_options(bind: str, workers: int, threads: int, settings: ProxySetti
         "keepalive": 5,
         "accesslog": None,
         "errorlog": "-",
+        # gunicorn's control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl):
+        # two proxies on one machine would take it from each other. Not used by pgpulse.
+        "control_socket_disable": True,
     }
 
 
