@@ -24,6 +24,7 @@ from typing import Any
 
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.serving import WSGIRequestHandler
 
 from proxy.errors import error_response
 
@@ -240,3 +241,21 @@ def worker_class(header_timeout: float, body_timeout: float) -> type[ProxyWorker
     """:class:`ProxyWorker` with these timeouts (gunicorn takes a class)."""
     return type("ProxyWorker", (ProxyWorker,),
                 {"header_timeout": header_timeout, "body_timeout": body_timeout})
+
+
+class JsonErrorRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler (the proxy inside `pgpulse up`) with the errors of
+    the HTTP layer itself (a request line over 64 KiB, a malformed request) answered
+    in the API's JSON shape instead of http.server's HTML page."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        short = self.responses.get(code, ("error",))[0]
+        body = error_response(code, message or short).get_data()
+        self.send_response(code, short)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)

@@ -37,6 +37,11 @@ def test_service_serves_on_loopback_and_warns_when_open(db_url, monkeypatch, tmp
         r = requests.post(f"http://127.0.0.1:{port}/api/ingest",
                           json={"metrics": [{"name": "m", "value": 1}]}, timeout=DEADLINE)
         assert r.status_code == 200 and r.json()["accepted"] == 1
+        # Errors of the HTTP server itself are JSON too (here a 70 KB request line).
+        r = requests.get(f"http://127.0.0.1:{port}/api/query", params={"query": "a" * 70_000},
+                         timeout=DEADLINE)
+        assert r.status_code == 414 and r.headers["Content-Type"] == "application/json"
+        assert r.json()["error"]
         assert any("PGPULSE_AUTH=off" in rec.getMessage() for rec in caplog.records)
     finally:
         service.stop()

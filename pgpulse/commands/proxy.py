@@ -225,13 +225,15 @@ class ProxyService:
 
         from pgpulse import config
         from proxy import create_app
+        from proxy.serving import JsonErrorRequestHandler
         from proxy.settings import load_proxy
 
         environ = config.read_environment()
         settings = load_proxy(environ)
         self.app = create_app({**environ, "DATABASE_URL": self.url})
         # Local use only: never listens beyond this machine, whatever PROXY_HOST says.
-        self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True)
+        self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True,
+                                  request_handler=JsonErrorRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
         self.thread.start()
         log.info("proxy listening on http://127.0.0.1:%d", settings.port)
