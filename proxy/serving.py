@@ -33,6 +33,8 @@ from proxy.errors import error_response
 # other parameters and ordinary headers.
 MAX_HEAD_BYTES = 64 * 1024
 _READ_SIZE = 64 * 1024
+# Seconds a stopping worker still waits for a request head already on its way.
+STOP_HEAD_LINGER = 2.0
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
             414: "URI Too Long", 417: "Expectation Failed",
@@ -92,6 +94,7 @@ class ProxyWorker(ThreadWorker):
         # Connections whose request head is still arriving, oldest first (so their
         # deadlines are in order too: every one gets the same timeout).
         self.head_conns: dict = {}
+        self._stop_capped = False
 
     def _reads_heads(self) -> bool:
         # TLS and HTTP/2 prior knowledge read the socket themselves in the thread; the
@@ -123,10 +126,22 @@ class ProxyWorker(ThreadWorker):
         self.keepalived_conns.remove(conn)
         self._read_head(conn)
 
-    def _read_head(self, conn) -> None:
+    def enqueue_req(self, conn) -> None:
+        # After an answer, bytes the client pipelined may already sit in the parser's
+        # buffer: a head that is not complete there is read on in the event loop too.
+        if self._reads_heads() and getattr(conn, "head", None) is None and conn.parser is not None:
+            pending = conn.parser.unreader.buf.getvalue()
+            if pending and _head_end(pending) is None:
+                conn.parser.unreader.take_buffered()
+                self._read_head(conn, pending)
+                return
+        super().enqueue_req(conn)
+
+    def _read_head(self, conn, already: bytes = b"") -> None:
         conn.sock.setblocking(False)
-        conn.head = bytearray()
-        conn.head_deadline = time.monotonic() + self.header_timeout
+        conn.head = bytearray(already)
+        conn.head_deadline = time.monotonic() + (self.header_timeout if self.alive
+                                                 else STOP_HEAD_LINGER)
         self.head_conns[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_bytes, conn))
 
@@ -181,9 +196,19 @@ class ProxyWorker(ThreadWorker):
     def murder_keepalived(self, force: bool = False) -> None:
         super().murder_keepalived(force)
         now = time.monotonic()
+        if not self.alive and not self._stop_capped:
+            # A stopping worker gives heads on their way a short while, not the whole
+            # header timeout (as gunicorn does for kept-alive connections).
+            self._stop_capped = True
+            for conn in self.head_conns:
+                conn.head_deadline = min(conn.head_deadline, now + STOP_HEAD_LINGER)
         for conn in list(self.head_conns):
-            if conn.head_deadline > now and not force:
-                break
+            # A stopping worker does not wait for connections that sent nothing yet.
+            idle_at_stop = not self.alive and not conn.head
+            if conn.head_deadline > now and not force and not idle_at_stop:
+                if self.alive:
+                    break
+                continue
             self._end_head(conn)
             if conn.head and not force:
                 self.log.info("request head from %s not complete after %.0f s: 408",

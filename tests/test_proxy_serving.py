@@ -134,6 +134,15 @@ def test_slow_heads_and_stalled_bodies_are_timed_out_with_json(db_url, tmp_path)
                 PROXY_BODY_TIMEOUT_SECONDS="2") as base:
         answer = raw_exchange(base, b"GET /health HTTP/1.1\r\nHost: x\r\n")
         assert "not received within 2 s" in json_error(answer, 408)["error"]
+        # A second request pipelined behind a first one, and left unfinished, is timed
+        # out the same way (the first is answered).
+        health = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+        answer = raw_exchange(base, health + b"\r\n" + health)
+        first, _, rest = answer.partition(b"HTTP/1.1 408 ")
+        assert first.startswith(b"HTTP/1.1 200 ") and b'"status":"ok"' in first, answer
+        assert b"not received within 2 s" in rest
+        answer = raw_exchange(base, health + b"\r\n" + health + b"Connection: close\r\n\r\n")
+        assert answer.count(b"HTTP/1.1 200 ") == 2, answer
 
         answer = raw_exchange(base, b"POST /api/ingest HTTP/1.1\r\nHost: x\r\n"
                                     b"Content-Type: application/json\r\nContent-Length: 100\r\n"
