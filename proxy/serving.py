@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any
 
 from gunicorn.http import errors as http_errors
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.serving import WSGIRequestHandler
 
 from proxy.errors import error_response
@@ -74,9 +74,12 @@ def parse_error_status(exc: BaseException) -> int | None:
     return None
 
 
-def _head_end(data: bytearray) -> int | None:
-    """Where the request line and headers end (the blank line), or None."""
-    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0]
+def _head_end(data: bytes | bytearray) -> int | None:
+    """Where the request line and headers end (the blank line), or None. Blank lines
+    before the request line (allowed by RFC 9112) do not count: a thread must never
+    wait for a request line that has not come."""
+    start = len(data) - len(data.lstrip(b"\r\n"))
+    ends = [i for i in (data.find(b"\r\n\r\n", start), data.find(b"\n\n", start)) if i >= 0]
     return min(ends) if ends else None
 
 
@@ -112,8 +115,6 @@ class ProxyWorker(ThreadWorker):
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
-        from gunicorn.workers.gthread import TConn
-
         self.nr_conns += 1
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
         self._read_head(conn)
