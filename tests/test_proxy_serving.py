@@ -178,3 +178,12 @@ def test_serving_layer_errors_are_json_and_a_long_selector_fits(db_url, tmp_path
                           headers={"Content-Type": "application/json"})
         assert r.status_code == 413, r.text
         assert r.json()["limit_bytes"] == 100_000
+
+
+def test_a_head_is_complete_only_after_a_request_line_and_a_blank_line():
+    from proxy.serving import _head_end
+
+    assert _head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") is None
+    assert _head_end(b"\r\n\r\n") is None  # blank lines before a request line: not a head
+    assert _head_end(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nbody") == 25
+    assert _head_end(b"GET / HTTP/1.1\n\n") == 14
