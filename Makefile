@@ -32,8 +32,10 @@ migrate-local: $(STAMP) ## apply migrations to DATABASE_URL (or the embedded dat
 status: $(STAMP) ## engine mode, schema version and tier freshness
 	$(BIN)/pgpulse status
 
-pglite: ## install the TimescaleDB-in-WASM test runner (npm)
-	cd tests/pglite && npm ci --no-audit --no-fund --loglevel=error
+pglite: $(STAMP) ## install the TimescaleDB-in-WASM test runner (npm)
+	@# Under a lock and only when out of date: `npm ci` empties node_modules, which would
+	@# break the PGlite tests of another `make test` running beside this one.
+	cd tests && $(abspath $(BIN))/python -c 'import pglite_runner; pglite_runner.ensure_installed()'
 
 test: $(STAMP) pglite ## run the test suite against a real PostgreSQL
 	$(BIN)/ruff check .

@@ -22,6 +22,14 @@ TimescaleDB: the extension is created by the restore itself at the version recor
 in the manifest (an error names both versions when this server lacks it), and the
 archive is restored between ``timescaledb_pre_restore()`` and
 ``timescaledb_post_restore()``, as TimescaleDB requires.
+
+A restore changes nothing until every check that can be made beforehand has passed:
+the manifest, the archive (its SHA-256 and a full read by ``pg_restore``), client
+tools of the right major version, the extensions and versions the manifest names,
+the rights to replace the database, free disk space (when the server's data
+directory is visible from here) and that no pgpulse process is connected to the
+target (its caches would no longer match the restored database). ``force`` only
+decides whether a database that is not empty may be replaced.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ CHECKSUM_METHOD = "sum64-md5-row-text"
 BUILTIN_EXTENSIONS = {"plpgsql"}
 # NOLOGIN group roles the schema grants to (same idempotent block as migration 0001).
 GROUP_ROLES = ("pgpulse_reader", "pgpulse_writer")
+# Backup and restore's own sessions: not counted among the pgpulse processes a
+# restore waits for (every other pgpulse session's name starts with "pgpulse").
+APPLICATION_NAME = "pgpulse-backup"
 
 Progress = Callable[[str], None]
 
@@ -315,7 +326,7 @@ def backup(url: str, out_dir: Path, *, pg_bin: Iterable[Path] = (), progress: Pr
     conninfo, env = _libpq(url)
     # The snapshot stays exported while this transaction is open: pg_dump and the
     # counts below read the very same data.
-    with connect(url) as conn:
+    with connect(url, application_name=APPLICATION_NAME) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         major = server_major(conn)
@@ -324,6 +335,7 @@ def backup(url: str, out_dir: Path, *, pg_bin: Iterable[Path] = (), progress: Pr
         exts = extensions(conn)
         engine, revision = _meta(conn)
         dbname = conn.info.dbname
+        database_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         progress(f"backing up {redact(url)} (PostgreSQL {version}, pg_dump {tools.major} from {tools.bin_dir})")
         partial = out_dir / (DUMP + ".partial")
         count = 0
@@ -351,6 +363,7 @@ def backup(url: str, out_dir: Path, *, pg_bin: Iterable[Path] = (), progress: Pr
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "pgpulse_version": __version__,
         "database": dbname,
+        "database_bytes": database_bytes,
         "server_version": version,
         "server_major": major,
         "pg_dump_major": tools.major,
@@ -400,6 +413,9 @@ def load_manifest(backup_dir: Path) -> Manifest:
         problems.append("extensions")
     if data.get("checksum_method") != CHECKSUM_METHOD:
         problems.append("checksum_method")
+    size = data.get("database_bytes")  # absent in backups of older versions
+    if size is not None and not (isinstance(size, int) and size >= 0):
+        problems.append("database_bytes")
     if problems:
         raise BackupError(f"{path} is damaged: missing or invalid {', '.join(problems)}")
     if Path(dump["file"]).name != dump["file"]:
@@ -426,7 +442,7 @@ def recreate_database(url: str, progress: Progress = _quiet) -> None:
 
     Other sessions are disconnected (PostgreSQL >= 13); needs the right to drop it
     and CREATEDB (the owner in the stack, the superuser of the embedded server)."""
-    with connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
         dbname = conn.info.dbname
         owner = conn.execute(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
@@ -434,7 +450,7 @@ def recreate_database(url: str, progress: Progress = _quiet) -> None:
     admin_url = _with_database(url, "postgres")
     progress(f"dropping and re-creating database {dbname}")
     try:
-        with connect(admin_url, autocommit=True) as admin:
+        with connect(admin_url, autocommit=True, application_name=APPLICATION_NAME) as admin:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
             admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8'").format(
                 sql.Identifier(dbname), sql.Identifier(owner)))
@@ -443,6 +459,161 @@ def recreate_database(url: str, progress: Progress = _quiet) -> None:
             f"cannot replace database {dbname}: {str(exc).strip()} (connect as its owner with "
             "CREATEDB, or restore into an empty database)"
         ) from None
+
+
+# -- checks made before a restore touches anything ------------------------------------
+
+
+def pgpulse_sessions(conn: psycopg.Connection) -> list[str]:
+    """Other pgpulse processes connected to this database, one description each."""
+    rows = conn.execute(
+        """
+        SELECT application_name, coalesce(host(client_addr), 'a local socket'), client_port,
+               pid, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+        FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND application_name LIKE 'pgpulse%%' AND application_name <> %s
+        ORDER BY application_name, pid
+        """,
+        (APPLICATION_NAME,),
+    ).fetchall()
+    return [f"{name} from {addr}{f' port {port}' if port and port > 0 else ''} "
+            f"(server pid {pid}, connected since {since} UTC)"
+            for name, addr, port, pid, since in rows]
+
+
+def check_no_pgpulse_sessions(conn: psycopg.Connection) -> None:
+    """Refuse while pgpulse runs against the target: a running proxy or collector keeps
+    a cache of series ids that the restored database does not have, so its next writes
+    would land under the wrong series."""
+    sessions = pgpulse_sessions(conn)
+    if sessions:
+        raise BackupError(
+            "pgpulse is still connected to the target database:\n  " + "\n  ".join(sessions)
+            + "\nStop those processes (`pgpulse up`, `pgpulse proxy`, the collector, the "
+            "scheduler) and run the restore again; nothing was changed"
+        )
+
+
+def check_extensions(conn: psycopg.Connection, wanted: dict[str, str], replace: bool) -> None:
+    """Every extension of the manifest can be had at its recorded version: installed at
+    that version already (a target that is kept), or offered by this server."""
+    installed = {} if replace else extensions(conn)
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    for name, version in sorted(wanted.items()):
+        if name in installed:
+            if installed[name] != version:
+                raise BackupError(
+                    f"the backup was made with {name} {version}, but this database has {name} "
+                    f"{installed[name]}: restore into a new database (--force re-creates it) on a "
+                    f"server that offers {name} {version}; nothing was changed"
+                )
+            continue
+        offered = [r[0] for r in conn.execute(
+            "SELECT version FROM pg_available_extension_versions WHERE name = %s ORDER BY version",
+            (name,),
+        ).fetchall()]
+        if version not in offered:
+            raise BackupError(
+                f"the backup was made with {name} {version}; this server offers "
+                f"{', '.join(offered) or 'no version of it'}. Restore on a server with {name} "
+                f"{version} (then ALTER EXTENSION {name} UPDATE to move on); nothing was changed"
+            )
+        libraries = [lib.strip().strip('"') for lib in preload.split(",")]
+        if name == "timescaledb" and not any(lib.startswith("timescaledb") for lib in libraries):
+            raise BackupError(
+                "the backup needs timescaledb, which this server does not preload: add it to "
+                "shared_preload_libraries and restart the server; nothing was changed"
+            )
+
+
+def check_rights(conn: psycopg.Connection, url: str, replace: bool) -> None:
+    """The rights the restore will need, checked while nothing has been dropped yet."""
+    superuser, createdb, createrole, owner = conn.execute(
+        """
+        SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+               pg_has_role(current_user, d.datdba, 'MEMBER')
+        FROM pg_roles r, pg_database d
+        WHERE r.rolname = current_user AND d.datname = current_database()
+        """
+    ).fetchone()
+    dbname = conn.info.dbname
+    if replace:
+        if not (superuser or (owner and createdb)):
+            raise BackupError(
+                f"cannot replace database {dbname}: that takes its owner with CREATEDB (or a "
+                "superuser); connect as one, or restore into an empty database. Nothing was changed"
+            )
+        try:
+            with connect(_with_database(url, "postgres"), autocommit=True,
+                         application_name=APPLICATION_NAME):
+                pass
+        except psycopg.OperationalError as exc:
+            raise BackupError(
+                f"cannot replace database {dbname}: the database 'postgres' of the same server, "
+                f"from where it is dropped and made again, cannot be reached "
+                f"({str(exc).strip().splitlines()[0]}); nothing was changed"
+            ) from None
+    missing = [r for r in GROUP_ROLES if conn.execute(
+        "SELECT 1 FROM pg_roles WHERE rolname = %s", (r,)).fetchone() is None]
+    if missing and not (superuser or createrole):
+        raise BackupError(
+            f"the roles {', '.join(missing)} do not exist and this user may not create them: "
+            "create them (NOLOGIN) or connect with CREATEROLE; nothing was changed"
+        )
+
+
+def free_disk_bytes(conn: psycopg.Connection) -> int | None:
+    """Free space where the server keeps its data, when that is knowable from here:
+    the server runs on this machine and tells its data directory (needs a superuser or
+    pg_read_all_settings). None otherwise."""
+    host = conn.info.host
+    local = host.startswith("/") or host in ("localhost", "127.0.0.1", "::1")
+    if not local:
+        return None
+    try:
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    if not (data_dir and Path(data_dir).is_dir()):
+        return None
+    try:
+        return shutil.disk_usage(data_dir).free
+    except OSError:
+        return None
+
+
+def check_disk_space(conn: psycopg.Connection, manifest: Manifest, replace: bool,
+                     progress: Progress) -> None:
+    # What the database took when it was backed up (older manifests: the archive's size,
+    # a lower bound, as the archive is compressed).
+    needed = int(manifest.data.get("database_bytes") or manifest.data["dump"].get("bytes") or 0)
+    free = free_disk_bytes(conn)
+    if free is None:
+        progress("free disk space: not visible from here (the server is not local, or its "
+                 "data directory is not readable); not checked")
+        return
+    freed = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] if replace else 0
+    if free + freed < needed:
+        raise BackupError(
+            f"not enough free disk space for the restore: it needs about {needed / 1e6:.1f} MB, "
+            f"the server's disk has {free / 1e6:.1f} MB free"
+            f"{f' (+{freed / 1e6:.1f} MB freed by dropping the target)' if freed else ''}; "
+            "free some space; nothing was changed"
+        )
+
+
+def read_whole_archive(tools: PgTools, dump: Path, env: dict[str, str]) -> None:
+    """Read every byte of the archive as a restore would, writing nowhere: a damaged
+    data block fails here, before the target is touched, not half-way through."""
+    proc = subprocess.run([tools.pg_restore, f"--file={os.devnull}", str(dump)],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore cannot read all of {dump} ({proc.stderr.strip()}): "
+                          "the archive is damaged; nothing was changed")
+
+
+# -- restoring ---------------------------------------------------------------------------
 
 
 def _prepare_extensions(conn: psycopg.Connection, wanted: dict[str, str]) -> None:
@@ -491,7 +662,8 @@ def _restore_list(tools: PgTools, dump: Path, env: dict[str, str]) -> tuple[str,
     listing = subprocess.run([tools.pg_restore, "--list", str(dump)], capture_output=True,
                              text=True, env=env, check=False)
     if listing.returncode != 0:
-        raise BackupError(f"pg_restore cannot read {dump}: {listing.stderr.strip()}")
+        raise BackupError(f"pg_restore cannot read {dump}: {listing.stderr.strip()}; "
+                          "nothing was changed")
     kept = [line for line in listing.stdout.splitlines() if not _EXTENSION_ENTRY.match(line)]
     data_entries = sum(1 for line in kept if " TABLE DATA " in line and not line.lstrip().startswith(";"))
     return "\n".join(kept) + "\n", data_entries
@@ -518,31 +690,68 @@ def restore(url: str, backup_dir: Path, *, force: bool = False, pg_bin: Iterable
     """Restore ``backup_dir`` into the database at ``url`` and verify every table.
 
     The target must be empty (no relations besides an extension's own) unless
-    ``force``, which drops and re-creates it first."""
+    ``force``, which drops and re-creates it first. Every check that can fail is made
+    before anything is dropped or written (see the module's docstring)."""
     backup_dir = Path(backup_dir)
     manifest = load_manifest(backup_dir)
     progress("checking the archive against the manifest")
     dump = verify_archive(backup_dir, manifest)
-    with connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
+        dbname = conn.info.dbname
         major = server_major(conn)
         existing = foreign_relations(conn)
-    if existing:
-        if not force:
+        if existing and not force:
             raise BackupError(
                 f"the target database is not empty (it has {', '.join(existing)}"
                 f"{', ...' if len(existing) >= 5 else ''}): restoring would mix two databases. "
                 "Use --force to drop and re-create it (its current contents are lost)"
             )
-        recreate_database(url, progress)
-    tools = find_tools(max(major, int(manifest.data.get("pg_dump_major") or major)), pg_bin)
+        replace = bool(existing)
+        check_no_pgpulse_sessions(conn)
+        tools = find_tools(max(major, int(manifest.data.get("pg_dump_major") or major)), pg_bin)
+        check_extensions(conn, manifest.extensions, replace)
+        check_rights(conn, url, replace)
+        check_disk_space(conn, manifest, replace, progress)
     conninfo, env = _libpq(url)
+    listing, total = _restore_list(tools, dump, env)
+    progress("reading the whole archive")
+    read_whole_archive(tools, dump, env)
+    with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
+        # Again, right before the first change: one may have started during the read.
+        check_no_pgpulse_sessions(conn)
+    try:
+        _load(url, dump, manifest, tools, conninfo, env, listing, total, replace, progress)
+    except (BackupError, psycopg.Error) as exc:
+        raise BackupError(
+            f"{str(exc).strip()}\nThe restore stopped part way: database {dbname} is now "
+            "incomplete (or missing) and must not be used. Fix the cause above, then run "
+            f"`pgpulse restore --force {backup_dir}` to replace it with the backup again"
+        ) from None
+    with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
+        progress("analyzing")
+        conn.execute("ANALYZE")
+        progress("verifying row counts and checksums")
+        actual = table_stats(conn, progress)
+    problems = compare(manifest.tables, actual)
+    if problems:
+        raise BackupError(
+            "the restored database does not match the backup:\n  " + "\n  ".join(problems)
+            + f"\nDo not use database {dbname} as it is; restore a sound backup with --force")
+    return manifest
+
+
+def _load(url: str, dump: Path, manifest: Manifest, tools: PgTools, conninfo: str,
+          env: dict[str, str], listing: str, total: int, replace: bool, progress: Progress) -> None:
+    """The part of a restore that changes the target: past its first step, a failure
+    leaves the target incomplete."""
+    if replace:
+        recreate_database(url, progress)
     timescale = "timescaledb" in manifest.extensions
-    with connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
         _prepare_extensions(conn, manifest.extensions)
         _create_group_roles(conn)
         if timescale:
             conn.execute("SELECT timescaledb_pre_restore()")
-    listing, total = _restore_list(tools, dump, env)
     done = 0
 
     def on_restore_line(line: str) -> str | None:
@@ -567,17 +776,8 @@ def restore(url: str, backup_dir: Path, *, force: bool = False, pg_bin: Iterable
     finally:
         os.unlink(list_path)
         if timescale:
-            with connect(url, autocommit=True) as conn:
+            with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
                 conn.execute("SELECT timescaledb_post_restore()")
-    with connect(url, autocommit=True) as conn:
-        progress("analyzing")
-        conn.execute("ANALYZE")
-        progress("verifying row counts and checksums")
-        actual = table_stats(conn, progress)
-    problems = compare(manifest.tables, actual)
-    if problems:
-        raise BackupError("the restored database does not match the backup:\n  " + "\n  ".join(problems))
-    return manifest
 
 
 def latest_backup(root: Path = Path("backups")) -> Path | None:

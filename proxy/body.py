@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from flask import request
+from werkzeug.exceptions import ClientDisconnected
 
 from proxy.errors import ApiError, bad_request
 
@@ -35,12 +36,40 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
+def _read_chunked(limit: int) -> bytes:
+    """A body without Content-Length (chunked), read one byte past ``limit``.
+
+    Werkzeug caps such a stream at MAX_CONTENT_LENGTH and stops there quietly, so an
+    oversized body would reach the parser cut short (a 400 about truncated JSON)
+    instead of being a 413: read the server's decoded stream here instead."""
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # the server cannot tell where the body ends: none, as werkzeug does
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(1 << 16, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise too_large(limit)
+    return b"".join(chunks)
+
+
 def raw_body(limit: int) -> bytes:
     """The request body, decompressed when Content-Encoding says gzip; 413 past ``limit``."""
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    data = request.get_data(cache=False)
+    try:
+        data = request.get_data(cache=False) if length is not None else _read_chunked(limit)
+    except (ClientDisconnected, TimeoutError):
+        # The server's read timeout (PROXY_BODY_TIMEOUT_SECONDS) ran out, or the client
+        # left: either way the body did not come.
+        raise ApiError(408, "request body not received in time: the client stopped "
+                       "sending") from None
     if len(data) > limit:
         raise too_large(limit)
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()

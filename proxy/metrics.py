@@ -49,6 +49,22 @@ SERIES = Gauge(
 )
 
 
+# Label values a client chooses must come from a closed set, or every invented
+# method or path would be a new series and /metrics would grow without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def method_label(method: str) -> str:
+    """The request method as a label value: a known method, or ``other``."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def route_label() -> str:
+    """The matched route's rule (a closed set, made by the app), or ``other``."""
+    return request.url_rule.rule if request.url_rule is not None else OTHER
+
+
 def instrument(app: Flask) -> None:
     """Count and time every request of ``app``."""
 
@@ -59,10 +75,11 @@ def instrument(app: Flask) -> None:
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("request_started")
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        route = route_label()
+        method = method_label(request.method)
+        REQUESTS.labels(method, route, str(response.status_code)).inc()
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        LATENCY.labels(request.method, route).observe(elapsed)
+        LATENCY.labels(method, route).observe(elapsed)
         # One structured line per request: errors and slow ones at info, the rest at
         # debug (a busy ingest would otherwise log every batch).
         level = logging.INFO if response.status_code >= 400 or elapsed > SLOW_SECONDS else logging.DEBUG

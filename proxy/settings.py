@@ -35,6 +35,13 @@ class ProxySettings:
         "to 127.0.0.1).",
         parse=config.as_bool, accepts="on, off",
     )
+    auth_off_beyond_loopback: bool = setting(
+        "PGPULSE_AUTH_OFF_BEYOND_LOOPBACK", False,
+        "Let `pgpulse proxy` run with PGPULSE_AUTH=off on an address other than "
+        "loopback (anyone who reaches it may write and read). Off: such a proxy refuses "
+        "to start.",
+        parse=config.as_bool, accepts="on, off",
+    )
     workers: int = setting(
         "PROXY_WORKERS", 2, "Gunicorn worker processes of `pgpulse proxy`.",
         parse=config.as_int(1, 64), accepts="integer 1..64",
@@ -44,6 +51,18 @@ class ProxySettings:
         "Threads per gunicorn worker (gthread): concurrent requests per worker, e.g. "
         "long exports beside short queries.",
         parse=config.as_int(1, 256), accepts="integer 1..256",
+    )
+    header_timeout_s: float = setting(
+        "PROXY_HEADER_TIMEOUT_SECONDS", 20.0,
+        "Longest a client of `pgpulse proxy` may take to send a request's line and "
+        "headers (408 beyond); until they are complete it holds no thread.",
+        parse=config.as_float(0, exclusive=True), accepts="number > 0",
+    )
+    body_timeout_s: float = setting(
+        "PROXY_BODY_TIMEOUT_SECONDS", 30.0,
+        "Longest `pgpulse proxy` waits for the next bytes of a request body, or for a "
+        "client to take the next bytes of an answer (408 or the connection closed beyond).",
+        parse=config.as_float(0, exclusive=True), accepts="number > 0",
     )
     pool_size: int = setting(
         "PROXY_DB_POOL_SIZE", 8,

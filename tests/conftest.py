@@ -48,7 +48,7 @@ class PgServer:
 
 def _answers(server: PgServer) -> bool:
     try:
-        with psycopg.connect(server.url("postgres"), connect_timeout=3):
+        with psycopg.connect(server.url("postgres"), connect_timeout=10):
             return True
     except psycopg.OperationalError:
         return False

@@ -75,3 +75,32 @@ def test_unknown_route_and_method_are_json(client):
     assert_error(client.get("/nope"), 404)
     body = assert_error(client.delete("/api/ingest"), 405)
     assert "POST" in body["allowed"]
+
+
+def test_client_chosen_methods_and_paths_do_not_grow_metrics(client):
+    """Label values come from a closed set: random methods and paths land in `other`."""
+    import random
+    import re
+    import string
+
+    rng = random.Random(9)
+    letters = string.ascii_uppercase
+
+    def word(n: int) -> str:
+        return "".join(rng.choice(letters) for _ in range(n))
+
+    for i in range(2000):
+        method = rng.choice(["GET", "POST", word(8), word(12).lower()])
+        path = rng.choice(["/health", "/api/series", f"/{word(10)}", f"/api/{word(6)}/{i}"])
+        client.open(path, method=method)
+
+    text = client.get("/metrics").get_data(as_text=True)
+    series = [line for line in text.splitlines()
+              if line.startswith(("pgpulse_proxy_requests_total{",
+                                  "pgpulse_proxy_request_duration_seconds_count{"))]
+    methods = {m for line in series for m in re.findall(r'method="([^"]*)"', line)}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}, methods
+    assert 'method="other"' in text and 'route="other"' in text
+    # Bounded by methods x routes x statuses, whatever the 2,000 requests were.
+    assert len(series) < 300, len(series)
+    assert len(text) < 300_000, len(text)

@@ -224,3 +224,125 @@ def test_tools_match_the_server_major(populated):
     with pytest.raises(backups.BackupError, match="no pg_dump/pg_restore for PostgreSQL 99"):
         backups.find_tools(99)
     assert backups.tool_major(Path("/nonexistent")) is None
+
+
+# -- every check before the target is touched (issue 9, items 2 and 3) -------------------
+
+
+def edit_manifest(backup_dir: Path, change) -> None:
+    path = backup_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["extensions"].update(pg_trgm="99.0"),
+         r"made with pg_trgm 99\.0; this server offers 1\.\d+"),
+        (lambda m: m["extensions"].update(no_such_extension="1.0"),
+         "no_such_extension 1.0; this server offers no version of it"),
+        (lambda m: m.update(pg_dump_major=99), "no pg_dump/pg_restore for PostgreSQL 99"),
+    ],
+)
+def test_force_makes_every_check_before_dropping(populated, tmp_path, change, message):
+    backups.backup(populated, tmp_path / "b")
+    edit_manifest(tmp_path / "b", change)
+    before = stats(populated)
+    with pytest.raises(backups.BackupError, match=message) as err:
+        backups.restore(populated, tmp_path / "b", force=True)
+    assert stats(populated) == before, "the target was touched before a check that failed"
+    assert "incomplete" not in str(err.value)
+
+
+def test_an_archive_damaged_inside_is_found_by_a_full_read_first(populated, tmp_path):
+    backups.backup(populated, tmp_path / "b")
+    dump = tmp_path / "b" / backups.DUMP
+    data = bytearray(dump.read_bytes())
+    # Spoil compressed table data near the end (past the table of contents), and make
+    # the manifest's SHA-256 agree, as a damaged copy of a damaged archive would.
+    for i in range(len(data) - 4000, len(data) - 3000):
+        data[i] ^= 0x5A
+    dump.write_bytes(bytes(data))
+    edit_manifest(tmp_path / "b", lambda m: m["dump"].update(sha256=backups._sha256(dump)))
+    before = stats(populated)
+    with pytest.raises(backups.BackupError, match="damaged; nothing was changed"):
+        backups.restore(populated, tmp_path / "b", force=True)
+    assert stats(populated) == before
+
+
+def test_not_enough_disk_space_is_found_before_dropping(populated, tmp_path):
+    with psycopg.connect(populated) as conn:
+        if backups.free_disk_bytes(conn) is None:
+            pytest.skip("the server's disk is not visible from this test (remote server)")
+    backups.backup(populated, tmp_path / "b")
+    edit_manifest(tmp_path / "b", lambda m: m.update(database_bytes=10**18))
+    before = stats(populated)
+    with pytest.raises(backups.BackupError, match="not enough free disk space"):
+        backups.restore(populated, tmp_path / "b", force=True)
+    assert stats(populated) == before
+
+
+def test_a_restore_that_fails_part_way_says_so_and_how_to_retry(populated, pg_server, tmp_path):
+    backups.backup(populated, tmp_path / "b")
+    before = stats(populated)
+    wipe(pg_server, populated)
+    with psycopg.connect(populated, autocommit=True) as conn:
+        # Not a relation, so the target counts as empty; pg_restore then fails on the
+        # table of that name, after creating those it restores first.
+        conn.execute("CREATE DOMAIN system_metrics AS integer")
+    with pytest.raises(backups.BackupError) as err:
+        backups.restore(populated, tmp_path / "b")
+    message = str(err.value)
+    assert "system_metrics" in message
+    assert f"database {psycopg.conninfo.conninfo_to_dict(populated)['dbname']} is now incomplete" in message
+    assert f"pgpulse restore --force {tmp_path / 'b'}" in message
+
+    backups.restore(populated, tmp_path / "b", force=True)  # the retry it names
+    assert stats(populated) == before
+
+
+def test_restore_refuses_while_a_proxy_is_connected(populated, tmp_path, make_app):
+    from polling import wait_for
+
+    from proxy import close_app
+
+    backups.backup(populated, tmp_path / "b")
+    app = make_app()
+    c = app.test_client()
+    ingest = {"metrics": [{"name": "after_backup", "labels": {"k": "v"}, "value": 7}]}
+    assert c.post("/api/ingest", json=ingest).status_code == 200
+
+    def proxy_sessions() -> list[str]:
+        with psycopg.connect(populated) as conn:
+            return [s for s in backups.pgpulse_sessions(conn) if s.startswith("pgpulse-proxy")]
+
+    wait_for(proxy_sessions, 60, "the proxy's connections")
+    before = stats(populated)
+    with pytest.raises(backups.BackupError,
+                       match=r"pgpulse-proxy from 127\.0\.0\.1 port \d+ \(server pid \d+") as err:
+        backups.restore(populated, tmp_path / "b", force=True)
+    assert "nothing was changed" in str(err.value)
+    assert stats(populated) == before
+    # The running proxy goes on writing into the database its cache matches.
+    r = c.get("/api/query", query_string={"query": "after_backup", "agg": "last", "step": "1m"})
+    assert r.status_code == 200 and r.json["series"][0]["labels"] == {"k": "v"}
+
+    close_app(app)
+    wait_for(lambda: not proxy_sessions(), 60, "the proxy's connections to end")
+    manifest = backups.restore(populated, tmp_path / "b", force=True)
+    assert stats(populated) == manifest.tables
+
+    # A proxy started after the restore writes and reads what the backup holds.
+    c = make_app().test_client()
+    assert c.post("/api/ingest", json={"metrics": [
+        {"name": "after_restore", "labels": {"k": "w"}, "value": 3}]}).status_code == 200
+    r = c.get("/api/query", query_string={"query": "after_restore", "agg": "last", "step": "1m"})
+    assert r.status_code == 200 and r.json["series"][0]["labels"] == {"k": "w"}
+    assert c.get("/api/query", query_string={"query": "after_backup"}).json["series"] == []
+    with psycopg.connect(populated) as conn:
+        orphans = conn.execute(
+            "SELECT count(*) FROM samples s WHERE NOT EXISTS "
+            "(SELECT 1 FROM series r WHERE r.id = s.series_id)").fetchone()[0]
+    assert orphans == 0

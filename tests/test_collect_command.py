@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from polling import wait_for
 
 from pgpulse.commands.up import build_services
 from pgpulse.tiers import HOST_FIELDS
@@ -47,7 +48,8 @@ def test_up_runs_the_collector_and_flushes_on_stop(conn, db_url, core_settings, 
     collector = services[-1]
     assert collector.agent is None  # built at start(), once the services before it run
     collector.start()
-    time.sleep(1.0)
+    # Wait on the ticks, not a fixed second: a loaded machine may take longer.
+    wait_for(lambda: collector.agent.ticks >= 3, 60, "three collector ticks")
     collector.stop()
     ticks = collector.agent.ticks
     assert ticks >= 3

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fake_host import FakeHost
+from polling import wait_for
 
 from collector.agent import Agent
 from collector.sinks import SinkRejected, SinkUnavailable
@@ -181,9 +181,8 @@ def test_agent_retries_through_503s_by_itself(ingest, tmp_path):
     ingest.script = [503, 503, 503]
     agent = agent_for(tmp_path, HttpSink(ingest.url, KEY), interval=0.2, retry_max_s=0.2)
     agent.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (agent.ticks >= 4 and len(ingest.requests) >= 5):
-        time.sleep(0.05)
+    wait_for(lambda: agent.ticks >= 4 and len(ingest.requests) >= 5, 60,
+             "four ticks and the three refused pushes retried", interval=0.05)
     agent.stop()
     assert ingest.script == []  # all three 503s were answered
     assert agent.ticks >= 4 and len(agent.spool) == 0

@@ -108,7 +108,7 @@ def test_writes_as_the_unprivileged_writer_role(conn, db_url):
     finally:
         sink.close()
         # The role owns the session's temporary table until its backend is gone.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (name,)).fetchone()[0]:
             assert time.monotonic() < deadline
             time.sleep(0.05)

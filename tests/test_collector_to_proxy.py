@@ -11,10 +11,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import psycopg
 import pytest
+from polling import wait_for
 from proxy_helpers import new_key
 from werkzeug.serving import make_server
 
@@ -55,9 +55,7 @@ def test_snapshots_pushed_over_http_land_once(db_url, proxy_url, tmp_path):
                             env=collector_env(tmp_path, proxy_url, key), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while len(rows(db_url)) < 5 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_for(lambda: len(rows(db_url)) >= 5, 60, "five snapshots pushed", interval=0.3)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
@@ -73,8 +71,20 @@ def test_a_key_without_ingest_scope_writes_nothing_and_says_why(db_url, proxy_ur
     proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "collect"],
                             env=collector_env(tmp_path, proxy_url, key), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        # Wait for the refusal itself, not a fixed few seconds: a loaded machine is slow.
+        wait_for(lambda: any("403" in line for line in lines), 60, "the collector to report the 403")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(timeout=60)
     assert rows(db_url) == []
-    assert "403" in out

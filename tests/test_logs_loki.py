@@ -202,7 +202,7 @@ def test_full_queue_drops_lines_and_counts_them():
             loki.release()
         finally:
             log.removeHandler(shipper.handler)
-            shipper.stop(timeout=10.0)
+            shipper.stop(timeout=60.0)
     assert shipper.sent + shipper.failed + shipper.dropped == 1000
     assert shipper.sent == 1000 - shipper.dropped
 
@@ -245,7 +245,7 @@ def test_setup_logging_ships_to_loki_and_prints_json(capsys):
             assert isinstance(shipper, LokiShipper)
             logging.getLogger("collector.sink").info("spooled %d snapshots", 3)
             logging.getLogger("urllib3.connectionpool").debug("not shipped")
-            shipper.stop(timeout=5.0)
+            shipper.stop(timeout=60.0)
         out = capsys.readouterr().out.strip().splitlines()
         printed = json.loads(out[-1])
         assert printed["message"] == "spooled 3 snapshots" and printed["service"] == "collector"
@@ -272,7 +272,7 @@ def test_forked_child_ships_its_own_lines():
                 code = 1
                 try:
                     log.info("from the child")
-                    shipper.stop(timeout=5.0)
+                    shipper.stop(timeout=60.0)
                     code = 0 if shipper.sent == 1 else 3
                 finally:
                     os._exit(code)

@@ -8,9 +8,13 @@ import socket
 
 import pytest
 import requests
+from polling import wait_for
 
-from pgpulse.commands.proxy import ProxyService, gunicorn_options
+from pgpulse.commands.proxy import ProxyService, check_open_bind, gunicorn_options, is_loopback
 from pgpulse.commands.up import build_services
+from pgpulse.config import SettingsError
+
+DEADLINE = 60  # seconds: generous, for a busy machine
 
 
 def free_port() -> int:
@@ -31,13 +35,18 @@ def test_service_serves_on_loopback_and_warns_when_open(db_url, monkeypatch, tmp
     try:
         assert service.server.server_address[0] == "127.0.0.1"
         r = requests.post(f"http://127.0.0.1:{port}/api/ingest",
-                          json={"metrics": [{"name": "m", "value": 1}]}, timeout=5)
+                          json={"metrics": [{"name": "m", "value": 1}]}, timeout=DEADLINE)
         assert r.status_code == 200 and r.json()["accepted"] == 1
+        # Errors of the HTTP server itself are JSON too (here a 70 KB request line).
+        r = requests.get(f"http://127.0.0.1:{port}/api/query", params={"query": "a" * 70_000},
+                         timeout=DEADLINE)
+        assert r.status_code == 414 and r.headers["Content-Type"] == "application/json"
+        assert r.json()["error"]
         assert any("PGPULSE_AUTH=off" in rec.getMessage() for rec in caplog.records)
     finally:
         service.stop()
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        requests.get(f"http://127.0.0.1:{port}/health", timeout=DEADLINE)
 
 
 class Args:
@@ -55,8 +64,15 @@ def test_up_builds_the_proxy_unless_told_not_to(core_settings):
 
 
 def test_gunicorn_options():
-    opts = gunicorn_options("0.0.0.0:8085", 3, 4)
-    assert opts["worker_class"] == "gthread" and opts["workers"] == 3 and opts["threads"] == 4
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from proxy.settings import load_proxy
+
+    opts = gunicorn_options("0.0.0.0:8085", 3, 4, load_proxy({"PROXY_HEADER_TIMEOUT_SECONDS": "7"}))
+    assert issubclass(opts["worker_class"], ThreadWorker)
+    assert opts["worker_class"].header_timeout == 7.0
+    assert opts["workers"] == 3 and opts["threads"] == 4
+    assert opts["control_socket_disable"], "one control socket path per user: two proxies collide"
 
 
 def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):
@@ -64,7 +80,6 @@ def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):
     import os
     import subprocess
     import sys
-    import time
 
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(port), "PROXY_HOST": "127.0.0.1",
@@ -73,25 +88,61 @@ def test_pgpulse_proxy_under_gunicorn(db_url, tmp_path):
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 20
-        while True:
+
+        def ready() -> bool:
+            assert proc.poll() is None, "the proxy exited"
             try:
-                if requests.get(base + "/ready", timeout=1).status_code == 200:
-                    break
+                return requests.get(base + "/ready", timeout=DEADLINE).status_code == 200
             except requests.ConnectionError:
-                pass
-            assert time.time() < deadline, "proxy did not start"
-            time.sleep(0.2)
+                return False
+
+        wait_for(ready, DEADLINE, "the proxy to be ready")
         for i in range(6):
             r = requests.post(base + "/api/ingest", json={"metrics": [{"name": "m", "labels": {"i": str(i)}, "value": 1}]},
-                              timeout=5)
+                              timeout=DEADLINE)
             assert r.status_code == 200
-        text = requests.get(base + "/metrics", timeout=5).text
+        text = requests.get(base + "/metrics", timeout=DEADLINE).text
         assert "pgpulse_proxy_samples_ingested_total 6.0" in text
-        assert requests.get(base + "/api/query?token=x", timeout=5).status_code == 400
+        assert requests.get(base + "/api/query?token=x", timeout=DEADLINE).status_code == 400
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=DEADLINE)
     json_lines = [line for line in out.splitlines() if line.startswith("{")]
     assert any('"logger":"gunicorn.error"' in line for line in json_lines)
     assert any('"PGPULSE_AUTH=off' in line or "PGPULSE_AUTH=off" in line for line in json_lines)
+
+
+@pytest.mark.parametrize(
+    ("bind", "loopback"),
+    [("127.0.0.1:8085", True), ("[::1]:8085", True), ("localhost:8085", True),
+     ("unix:/run/pgpulse.sock", True), ("0.0.0.0:8085", False), (":8085", False),
+     ("[::]:8085", False), ("192.0.2.7:8085", False)],
+)
+def test_is_loopback(bind, loopback):
+    assert is_loopback(bind) is loopback
+
+
+def test_auth_off_beyond_loopback_needs_a_second_setting():
+    from proxy.settings import load_proxy
+
+    open_wide = load_proxy({"PGPULSE_AUTH": "off"})
+    with pytest.raises(SettingsError, match="PGPULSE_AUTH_OFF_BEYOND_LOOPBACK=on"):
+        check_open_bind("0.0.0.0:8085", open_wide)
+    check_open_bind("127.0.0.1:8085", open_wide)  # loopback: fine
+    check_open_bind("0.0.0.0:8085", load_proxy({}))  # auth on: fine
+    check_open_bind("0.0.0.0:8085", load_proxy({"PGPULSE_AUTH": "off",
+                                                "PGPULSE_AUTH_OFF_BEYOND_LOOPBACK": "on"}))
+
+
+def test_pgpulse_proxy_refuses_to_start_open_on_every_interface(db_url, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(free_port()),
+           "PROXY_HOST": "0.0.0.0", "PGPULSE_AUTH": "off"}
+    env.pop("PGPULSE_AUTH_OFF_BEYOND_LOOPBACK", None)
+    proc = subprocess.run([sys.executable, "-m", "pgpulse", "proxy"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "PGPULSE_AUTH=off with the non-loopback address 0.0.0.0:" in proc.stderr

@@ -339,7 +339,7 @@ def test_initdb_script_makes_login_roles_in_the_groups(pg_server, db_url):
 
 def test_initdb_script_refuses_missing_variables():
     proc = subprocess.run(["sh", str(ROOT / "deploy" / "initdb" / "10-pgpulse-roles.sh")],
-                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=30)
+                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "DB_USER is not set" in proc.stderr
 
 

@@ -22,7 +22,8 @@ def register(sub) -> None:
     r.add_argument("backup_dir", type=Path, nargs="?", metavar="DIR",
                    help="the backup directory (default: the newest under backups/)")
     r.add_argument("--force", action="store_true",
-                   help="drop and re-create a database that is not empty (its contents are lost)")
+                   help="replace a database that is not empty: dropped and re-created once every "
+                        "check has passed (its contents are lost)")
     r.add_argument("--pg-bin", type=Path, action="append", default=[], metavar="DIR",
                    help="a directory holding pg_dump/pg_restore to try first")
     r.set_defaults(func=run_restore)

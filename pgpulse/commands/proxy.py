@@ -1,4 +1,5 @@
-"""``pgpulse proxy``: the proxy alone, served by gunicorn (gthread workers).
+"""``pgpulse proxy``: the proxy alone, served by gunicorn (gthread workers that read
+request heads in their event loop, proxy/serving.py).
 
 Migrations are not run here (the stack runs them once, in their own job); /ready
 answers 503 until the schema is current.
@@ -6,14 +7,21 @@ answers 503 until the schema is current.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pgpulse.config import SettingsError
 from pgpulse.logs import setup_logging
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
+
+if TYPE_CHECKING:  # the proxy's modules load only when the proxy runs
+    from proxy.settings import ProxySettings
 
 log = logging.getLogger("pgpulse.proxy")
 
@@ -26,18 +34,73 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def gunicorn_options(bind: str, workers: int, threads: int) -> dict:
+def _bind_host(bind: str) -> str | None:
+    """The host part of a gunicorn bind address (None for a Unix socket)."""
+    if bind.startswith("unix:"):
+        return None
+    if bind.startswith("["):  # [::1]:8085
+        return bind[1:].partition("]")[0]
+    if bind.count(":") == 1:
+        return bind.rpartition(":")[0]
+    return bind
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether ``bind`` only listens on this machine (loopback or a Unix socket)."""
+    host = _bind_host(bind)
+    if host is None:
+        return True
+    if not host:
+        return False  # ":8085" is every interface
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                   for a in addresses)
+
+
+def check_open_bind(bind: str, settings: ProxySettings) -> None:
+    """Refuse an open proxy (auth off) on an address other machines can reach, unless
+    PGPULSE_AUTH_OFF_BEYOND_LOOPBACK says so: a log line is too easy to miss."""
+    if settings.auth or settings.auth_off_beyond_loopback or is_loopback(bind):
+        return
+    raise SettingsError(
+        f"PGPULSE_AUTH=off with the non-loopback address {bind}: anyone who reaches it "
+        "could write and read without a key. Turn auth on, bind 127.0.0.1 (PROXY_HOST or "
+        "--bind), or set PGPULSE_AUTH_OFF_BEYOND_LOOPBACK=on to allow it"
+    )
+
+
+def gunicorn_options(bind: str, workers: int, threads: int, settings: ProxySettings) -> dict:
+    from proxy import serving
+
     return {
         "bind": bind,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        # gthread, but request heads are read in the event loop: a slow client holds
+        # no thread until its request is complete, and reads/writes in a thread time
+        # out (proxy/serving.py).
+        "worker_class": serving.worker_class(settings.header_timeout_s, settings.body_timeout_s),
+        # Open connections per worker (slow ones cost a socket and a buffer, not a thread).
+        "worker_connections": 1000,
+        # The request line is bounded by the worker (serving.MAX_HEAD_BYTES, with a JSON
+        # error): gunicorn's own cap (8 KiB at most) is below a long selector in a URL.
+        "limit_request_line": 0,
         # Exports stream for long; a worker is only killed when it stops heartbeating.
         "timeout": 120,
         "graceful_timeout": 30,
         "keepalive": 5,
         "accesslog": None,
         "errorlog": "-",
+        # gunicorn's control socket has one path per user ($HOME/.gunicorn/gunicorn.ctl):
+        # two proxies on one machine would take it from each other. Not used by pgpulse.
+        "control_socket_disable": True,
     }
 
 
@@ -52,6 +115,7 @@ def run(args) -> int:
     settings = load_proxy(environ)
     shipper = setup_logging("proxy", core.log_level, core.log_format, core.loki_url)
     bind = args.bind or f"{settings.host}:{settings.port}"
+    check_open_bind(bind, settings)
     workers = args.workers or settings.workers
     threads = args.threads or settings.threads
     metrics_dir = settings.metrics_dir
@@ -74,7 +138,7 @@ def run(args) -> int:
                 app_config["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             hooks = _LogHooks(core.log_level, core.log_format, core.loki_url)
             _serve(BaseApplication, app_config, metrics_dir,
-                   {**gunicorn_options(bind, workers, threads), **hooks.options()})
+                   {**gunicorn_options(bind, workers, threads, settings), **hooks.options()})
     finally:
         if made_dir:
             shutil.rmtree(made_dir, ignore_errors=True)
@@ -161,13 +225,15 @@ class ProxyService:
 
         from pgpulse import config
         from proxy import create_app
+        from proxy.serving import JsonErrorRequestHandler
         from proxy.settings import load_proxy
 
         environ = config.read_environment()
         settings = load_proxy(environ)
         self.app = create_app({**environ, "DATABASE_URL": self.url})
         # Local use only: never listens beyond this machine, whatever PROXY_HOST says.
-        self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True)
+        self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True,
+                                  request_handler=JsonErrorRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
         self.thread.start()
         log.info("proxy listening on http://127.0.0.1:%d", settings.port)
