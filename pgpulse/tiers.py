@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from pgpulse import engine as engine_mode
+from pgpulse.db import connect
 from pgpulse.settings import CoreSettings
 
 # Headline numbers of a collector snapshot that get tiers: (column prefix, JSON path
@@ -261,7 +262,7 @@ def refresh(url: str, settings: CoreSettings, *, backfill: bool = False) -> list
     watermark past it, so real-time aggregation would stop covering it.
     """
     retention = Retention.from_settings(settings)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         mode = engine_mode.recorded(conn)
         if mode == engine_mode.PORTABLE:
             rows = conn.execute(
@@ -296,7 +297,7 @@ def refresh_windows(now: datetime, retention: Retention) -> list[tuple[str, date
 def maintain(url: str, settings: CoreSettings) -> int:
     """Partitions ahead and retention (portable); returns partitions dropped."""
     retention = Retention.from_settings(settings)
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT pgpulse_maintain(%s, %s, %s, %s)",
             (retention.raw, retention.m5, retention.h1, timedelta(days=settings.partitions_ahead_days)),
