@@ -89,7 +89,9 @@ def upsert_staged(cur: psycopg.Cursor, data: bytes) -> None:
     cur.execute("DELETE FROM pgpulse_samples_stage")
 
 
-def _write(cur: psycopg.Cursor, data: bytes) -> None:
+def write_stream(cur: psycopg.Cursor, data: bytes) -> None:
+    """Write one binary COPY stream of samples rows (:func:`copy_rows`): COPY in a
+    savepoint, the staged upsert when that meets the unique index."""
     cur.execute(_SAVEPOINT)
     try:
         copy_direct(cur, data)
@@ -111,10 +113,10 @@ def write(conn: psycopg.Connection, batch: Batch, ids: list[int]) -> int:
         if conn.autocommit:
             # A savepoint and the staging table need a transaction block.
             with conn.transaction():
-                _write(cur, data)
+                write_stream(cur, data)
         else:
             # The caller's transaction (opened by the first statement if none is).
-            _write(cur, data)
+            write_stream(cur, data)
     return len(batch.rows)
 
 
