@@ -56,9 +56,10 @@ def free_port() -> int:
 
 
 def make_bodies(client: int, batches: int, round_: int = 0) -> list[bytes]:
-    # Rounds apart by a day: samples are unique per (series, time), and a round that
-    # wrote the same times again would measure overwrites, not ingest.
-    now = time.time() - round_ * 86400
+    # Rounds 6 hours apart (a round spans clients x batches x 50 s): samples are unique
+    # per (series, time), and a round writing the same times again would measure
+    # overwrites, not ingest.
+    now = time.time() - round_ * 6 * 3600
     bodies = []
     per_series = BATCH // SERIES
     for b in range(batches):
