@@ -325,3 +325,27 @@ def test_migration_keeps_one_row_per_series_and_time_timescale():
     # With a compressed chunk present, the largest value of a duplicated key is kept.
     assert [(r["series_id"], r["s"], r["value"]) for r in results[-1]] == [
         (1, 0, 8.0), (1, 10, 2.0), (1, d, 9.0), (1, d + 10, 2.0), (2, 10, 5.0), (2, d + 10, 3.0)]
+
+
+def test_compressed_chunk_takes_overwrites_timescale():
+    # Old samples live in compressed chunks: an overwrite there goes through the same
+    # upsert, and a plain insert of a stored key fails with the unique violation that
+    # sends the store's COPY to its upsert.
+    at = f"to_timestamp({T0}) + i * INTERVAL '10 seconds'"
+    rows = ("INSERT INTO pgpulse_samples_stage (time, series_id, value) "
+            f"SELECT {at}, 1, {{v}} FROM generate_series(0, 99) i ORDER BY i;")
+    steps = [
+        exec_(schema.offline_sql("timescale")),
+        exec_("INSERT INTO series (name) VALUES ('a');"),
+        exec_(store_write(rows.format(v="i"))),
+        query("SELECT compress_chunk(c)::text AS c FROM show_chunks('samples') c"),
+        exec_(store_write(rows.format(v="1000 + i"))),
+        query("SELECT count(*) AS n, sum(value) AS s FROM samples"),
+        exec_(f"DO $$ BEGIN INSERT INTO samples VALUES (to_timestamp({T0}), 1, 5); "
+              "RAISE EXCEPTION 'a stored key was inserted again'; "
+              "EXCEPTION WHEN unique_violation THEN NULL; END $$"),
+        query("SELECT count(*) AS n, sum(value) AS s FROM samples"),
+    ]
+    results = PGliteRunner().run(steps)
+    assert len(results[3]) == 1  # the chunk was compressed
+    assert results[5] == results[7] == [{"n": 100, "s": sum(1000.0 + i for i in range(100))}]
