@@ -7,6 +7,7 @@ wins (as in Prometheus and VictoriaMetrics), in the raw table and in every tier.
   COPY, so the rows are generated in SQL into the store's staging table and moved
   by the store's own statement (:data:`pgpulse.store.samples.UPSERT`); each refresh
   policy job is run as TimescaleDB's scheduler would.
+* the ETL writes its samples through the same store: the same rule.
 * revision 0005 turns a database holding duplicates into one row per (series, time).
 """
 
@@ -23,9 +24,12 @@ from typing import Any
 import psycopg
 import pytest
 from alembic import command
+from etl_helpers import etl_settings, reading
 from pglite_runner import PGliteRunner, exec_, query
 from proxy_helpers import assert_error
 
+from etl import load
+from etl.transform import Transformer
 from pgpulse import scheduler, schema
 from pgpulse.settings import load_core
 from pgpulse.store import samples, series
@@ -173,6 +177,27 @@ def test_write_stays_inside_the_callers_transaction(db_url, conn):
     with psycopg.connect(db_url, autocommit=True) as c:  # autocommit: one transaction of its own
         samples.write(c, batch((0, 2.0), (0, 3.0), (1, 4.0)), [sid])
     assert stored(conn) == [(T0, 3.0), (T0 + 1, 4.0)]
+
+
+def test_etl_readings_of_one_source_and_time_keep_the_last_written(db_url, conn):
+    # Two documents (other _id) of the same device and time: the ETL's samples go
+    # through the same writer, so one sample, the value written last.
+    run_id = "00000000-0000-0000-0000-000000000000"
+
+    def load_docs(docs: list[dict]) -> int:
+        batch = Transformer(etl_settings(ETL_SERIES="temperature")).batch(docs)
+        with psycopg.connect(db_url, autocommit=True) as c:
+            c.execute("INSERT INTO etl_runs (id, trigger, status) VALUES (%s, 'cli', 'running') "
+                      "ON CONFLICT DO NOTHING", (run_id,))
+            load.prepare(c)
+            with c.transaction():
+                return load.write(c, batch, run_id, series.SeriesLimits()).samples
+
+    assert load_docs([{"_id": "a", **reading(0, temperature=1.5)},
+                      {"_id": "b", **reading(0, temperature=2.5)}]) == 2
+    assert [v for _, v in stored(conn)] == [2.5]
+    assert load_docs([{"_id": "c", **reading(0, temperature=3.5)}]) == 1
+    assert [v for _, v in stored(conn)] == [3.5]
 
 
 # -- timescale (PGlite) ---------------------------------------------------------------
