@@ -91,7 +91,8 @@ def upsert_staged(cur: psycopg.Cursor, data: bytes) -> None:
 
 def write_stream(cur: psycopg.Cursor, data: bytes) -> None:
     """Write one binary COPY stream of samples rows (:func:`copy_rows`): COPY in a
-    savepoint, the staged upsert when that meets the unique index."""
+    savepoint, the staged upsert when that meets the unique index. Needs an open
+    transaction or a non-autocommit connection (:func:`write` sees to it)."""
     cur.execute(_SAVEPOINT)
     try:
         copy_direct(cur, data)
