@@ -47,13 +47,15 @@ SELECT t, 'alpha', jsonb_build_object('cpu', jsonb_build_object('percent', extra
 FROM (SELECT current_setting('pgpulse_test.base')::timestamptz AS b) b,
      generate_series(b.b - INTERVAL '3 hours', b.b, INTERVAL '30 seconds') t;
 """
-# Late: into the on-time series' rolled-up past, and whole new buckets far back.
+# Late: into the on-time series' rolled-up past (one of them overwrites an on-time sample,
+# last write wins as the store writes), and whole new buckets far back.
 LATE = """
 INSERT INTO samples (time, series_id, value)
 SELECT b.b - age + k * INTERVAL '7 seconds' + INTERVAL '3 seconds', 1, 1000 + k
 FROM (SELECT current_setting('pgpulse_test.base')::timestamptz AS b) b,
      unnest(ARRAY[INTERVAL '2 hours', INTERVAL '2 days', INTERVAL '6 days']) AS age,
-     generate_series(0, 4) AS k;
+     generate_series(0, 4) AS k
+ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value;
 INSERT INTO system_metrics (time, host, data)
 SELECT b.b - age + k * INTERVAL '30 seconds' + INTERVAL '1 second', 'beta',
        jsonb_build_object('cpu', jsonb_build_object('percent', 10 + k))

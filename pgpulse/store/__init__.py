@@ -7,7 +7,8 @@ One module per table family, each the only writer of its tables:
 * :mod:`pgpulse.store.batch`       the column-shaped batch of samples every producer hands in
 * :mod:`pgpulse.store.series`      ``series``: the rules of a series, the limits, the cache,
                                    and the one place that creates series
-* :mod:`pgpulse.store.samples`     ``samples``: binary COPY of a resolved batch
+* :mod:`pgpulse.store.samples`     ``samples``: binary COPY of a resolved batch, last write
+                                   wins per (series, time)
 * :mod:`pgpulse.store.snapshots`   ``system_metrics``: host snapshots, one rule set
 * :mod:`pgpulse.store.idempotency` ``ingest_idempotency``: answers of retried batches
 * :mod:`pgpulse.store.readings`    ``reading_analytics``: the ETL's readings, and their pages

@@ -840,5 +840,26 @@ GRANT SELECT ON etl_runs TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0003_late_data';
 
+-- Running upgrade 0004_etl_typed_ids -> 0005_samples_last_write_wins
+
+CREATE TEMP TABLE pgpulse_samples_kept AS
+    SELECT series_id, time, (array_agg(value ORDER BY ctid DESC))[1] AS value
+    FROM samples GROUP BY series_id, time HAVING count(*) > 1;
+
+DELETE FROM samples s USING pgpulse_samples_kept k
+    WHERE s.series_id = k.series_id AND s.time = k.time;
+
+INSERT INTO samples (time, series_id, value) SELECT time, series_id, value FROM pgpulse_samples_kept;
+
+DROP TABLE pgpulse_samples_kept;
+
+DROP INDEX samples_series_time_idx;
+
+CREATE UNIQUE INDEX samples_series_time_key ON samples (series_id, time DESC);
+
+CREATE TRIGGER samples_log_late_updates AFTER UPDATE ON samples REFERENCING NEW TABLE AS pgpulse_new_rows FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_log_late_writes();
+
+UPDATE alembic_version SET version_num='0005_samples_last_write_wins' WHERE alembic_version.version_num = '0004_etl_typed_ids';
+
 COMMIT;
 

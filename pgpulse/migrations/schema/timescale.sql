@@ -355,5 +355,38 @@ GRANT SELECT ON etl_runs TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0004_etl_typed_ids' WHERE alembic_version.version_num = '0003_late_data';
 
+-- Running upgrade 0004_etl_typed_ids -> 0005_samples_last_write_wins
+
+DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM timescaledb_information.chunks
+                   WHERE hypertable_schema = current_schema() AND hypertable_name = 'samples'
+                     AND is_compressed) THEN
+            
+    CREATE TEMP TABLE pgpulse_samples_kept AS
+    SELECT series_id, time, max(value) AS value
+    FROM samples GROUP BY series_id, time HAVING count(*) > 1
+;
+        ELSE
+            
+    CREATE TEMP TABLE pgpulse_samples_kept AS
+    SELECT series_id, time, (array_agg(value ORDER BY ctid DESC))[1] AS value
+    FROM samples GROUP BY series_id, time HAVING count(*) > 1
+;
+        END IF;
+    END $$;
+
+DELETE FROM samples s USING pgpulse_samples_kept k
+    WHERE s.series_id = k.series_id AND s.time = k.time;
+
+INSERT INTO samples (time, series_id, value) SELECT time, series_id, value FROM pgpulse_samples_kept;
+
+DROP TABLE pgpulse_samples_kept;
+
+DROP INDEX samples_series_time_idx;
+
+CREATE UNIQUE INDEX samples_series_time_key ON samples (series_id, time DESC);
+
+UPDATE alembic_version SET version_num='0005_samples_last_write_wins' WHERE alembic_version.version_num = '0004_etl_typed_ids';
+
 COMMIT;
 
