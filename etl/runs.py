@@ -117,11 +117,6 @@ def _describe(exc: BaseException, settings: EtlSettings) -> str:
     return scrub(f"{type(exc).__name__}: {first}"[:1000], settings.mongo_uri)
 
 
-def _db_now(conn: psycopg.Connection) -> datetime:
-    # One clock for leases: every process sharing the database agrees on it.
-    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
-
-
 def _record_failure(url: str, conn: psycopg.Connection, result: RunResult) -> None:
     """Close the run record as failed, on a new connection if the run's broke."""
     try:
@@ -211,7 +206,7 @@ def _batches(
     transformer = Transformer(settings)
     load.prepare(conn)
     if progress is not None and keys is None:
-        result.backlog = source.backlog(_db_now(conn))
+        result.backlog = source.backlog(etl_runs.clock(conn))
         progress(result)
     timings = result.timings
     size = settings.batch_size
@@ -229,7 +224,7 @@ def _batches(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="etl-transform") as worker:
 
         def claim() -> _Claimed | None:
-            now = _db_now(conn)
+            now = etl_runs.clock(conn)
             t0 = time.perf_counter()
             documents = source.claim(result.run_id, now, now + lease, size, keys)
             timings["read"] += time.perf_counter() - t0

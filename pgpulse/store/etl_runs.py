@@ -19,6 +19,7 @@ The caller owns the transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +29,12 @@ LOCK_NAME = "pgpulse_etl"  # the advisory lock key is hashtext() of this
 ABANDONED = "abandoned: the process running it stopped before the run finished"
 
 # -- the lock and the run record ---------------------------------------------------------
+
+
+def clock(conn: psycopg.Connection) -> datetime:
+    """The database's clock: the one clock for claim leases, which every process
+    sharing the database agrees on."""
+    return conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
 
 def try_lock(conn: psycopg.Connection) -> bool:
