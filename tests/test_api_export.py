@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -102,25 +103,39 @@ def test_stream_releases_its_connection_when_closed_early(seeded):
 # -- clients that stop reading -----------------------------------------------------------
 
 IDLE_MS = 3000
+# Longest a proxy session may stay in a transaction, whatever its state: an export's
+# transaction lasts its fetches until the client's socket is full, then IDLE_MS. Generous
+# for a busy machine, and still far below "until the client goes away".
+TRANSACTION_BOUND_S = 20
 
 
-def _idle_in_transaction(conn) -> list[tuple[int, float]]:
-    """(pid, seconds idle) of the proxy's sessions that sit idle in a transaction."""
+def _in_transaction(conn) -> list[tuple[int, str, float]]:
+    """(pid, state, seconds since the transaction began) of the proxy's sessions in a
+    transaction, in any state (active, idle in transaction, waiting)."""
     return conn.execute(
-        "SELECT pid, extract(epoch FROM now() - state_change)::float FROM pg_stat_activity "
-        "WHERE application_name = 'pgpulse-proxy' AND state = 'idle in transaction' "
+        "SELECT pid, state, extract(epoch FROM now() - xact_start)::float FROM pg_stat_activity "
+        "WHERE application_name = 'pgpulse-proxy' AND xact_start IS NOT NULL "
         "AND datname = current_database()").fetchall()
 
 
-def test_clients_that_never_read_hold_no_session(make_app, conn):
+def _cut_by_idle_timeout(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "pgpulse.store.exports"
+            and r.levelno == logging.WARNING and "took nothing" in r.getMessage()]
+
+
+def test_clients_that_never_read_hold_no_session(make_app, conn, caplog):
     """Exports to clients that never read (more of them than the pool has connections):
-    each export's transaction ends after PROXY_EXPORT_IDLE_TIMEOUT_MS, its connection goes
-    back to the pool, and /api/series keeps answering while the clients stay connected."""
+    each export stalls on its client, its transaction ends after
+    PROXY_EXPORT_IDLE_TIMEOUT_MS, its connection goes back to the pool (so the exports
+    waiting for one run in turn), and the API keeps answering while the clients stay
+    connected."""
     app = make_app(PROXY_DB_POOL_SIZE="2", PROXY_EXPORT_ITERSIZE="1",
                    PROXY_EXPORT_IDLE_TIMEOUT_MS=str(IDLE_MS), PROXY_DB_TIMEOUT_SECONDS="30")
     base = time.time() - 600
-    big = "x" * 400_000  # 20 snapshots of 400 kB: far more than the sockets' buffers take
-    for part in range(2):
+    # 30 snapshots of 400 kB: 12 MB an export, far more than a socket's buffers take
+    # (net.ipv4.tcp_wmem allows at most 4 MB), so every export must stall on its client.
+    big = "x" * 400_000
+    for part in range(3):
         r = app.test_client().post("/api/ingest/snapshots", json={"snapshots": [
             {"host": "web1", "time": datetime.fromtimestamp(base + part * 10 + i, UTC).isoformat(),
              "data": {"blob": big}} for i in range(10)]})
@@ -138,17 +153,22 @@ def test_clients_that_never_read_hold_no_session(make_app, conn):
                       "Host: proxy\r\n\r\n".encode())
             stalled.append(s)  # and never read from it
 
-        # The exports did start and stall (their transactions wait on the clients) ...
-        seen = wait_for(lambda: _idle_in_transaction(conn), 60, "an export waiting on its client",
-                        interval=0.1)
-        # ... and none stays so: each ends within about the timeout (PostgreSQL's own
-        # idle_in_transaction_session_timeout backs the proxy's), all four in turn.
-        for _ in range(40):
-            for _pid, idle_s in _idle_in_transaction(conn):
-                assert idle_s < IDLE_MS / 1000 * 3, f"a session idle in transaction for {idle_s}s"
-            time.sleep(0.25)
-        wait_for(lambda: not _idle_in_transaction(conn), 60, "the stalled exports to end")
-        assert seen
+        # Every export stalls on its client and is ended by its idle timeout: the two
+        # that got the pool's connections first, then the two that waited for them.
+        # Meanwhile no proxy session stays in a transaction beyond the bound. (Polling for
+        # a session idle in transaction instead would be a race: it is there only while
+        # an export waits, and may be missed on a busy machine.)
+        def all_cut() -> bool:
+            for pid, state, age_s in _in_transaction(conn):
+                assert age_s < TRANSACTION_BOUND_S, (
+                    f"proxy session {pid} ({state}) in a transaction for {age_s:.1f} s")
+            return len(_cut_by_idle_timeout(caplog)) >= 4
+
+        wait_for(all_cut, 90, "the four stalled exports to be ended by their idle timeout",
+                 interval=0.1)
+        assert len(_cut_by_idle_timeout(caplog)) == 4
+        # Their transactions are over (the pump ends each one right after giving up).
+        wait_for(lambda: not _in_transaction(conn), 60, "the exports' transactions to end")
         # The pool is not drained: the API answers while the four clients stay connected.
         r = requests.get(f"http://127.0.0.1:{server.server_port}/api/series", timeout=60)
         assert r.status_code == 200 and r.json()["series"] == []
@@ -159,6 +179,32 @@ def test_clients_that_never_read_hold_no_session(make_app, conn):
             s.close()
         server.shutdown()
         thread.join(timeout=60)
+
+
+def test_wide_rows_leave_in_bounded_chunks(seeded):
+    """Chunks are bounded in bytes as well as rows: whole snapshots of 400 kB leave one
+    by one (a client that stops reading then holds the export up at once), not after
+    CHUNK_ROWS of them were formatted in memory."""
+    c, base = seeded
+    big = "x" * 400_000
+    r = c.post("/api/ingest/snapshots", json={"snapshots": [
+        {"host": "wide", "time": datetime.fromtimestamp(base + i, UTC).isoformat(),
+         "data": {"blob": big}} for i in range(5)]})
+    assert r.status_code == 200, r.json
+    for fmt in ("json", "ndjson", "csv"):
+        r = c.get("/api/export", query_string={"source": "hosts", "host": "wide",
+                                               "start": base - 1, "format": fmt}, buffered=False)
+        chunks = [chunk for chunk in r.response if chunk]
+        r.close()
+        assert len(chunks) >= 5, (fmt, [len(chunk) for chunk in chunks])
+        assert max(len(chunk) for chunk in chunks) < 2 * len(big), fmt
+        body = b"".join(chunks)
+        if fmt == "json":
+            assert len(json.loads(body)) == 5
+        elif fmt == "ndjson":
+            assert len(body.splitlines()) == 5
+        else:
+            assert body.count(b"\n") == 6  # the header and five rows (csv.reader refuses such fields)
 
 
 def test_a_stalled_export_returns_its_connection_and_is_cut_short(db_url):

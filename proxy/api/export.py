@@ -1,8 +1,8 @@
 """Export: GET /api/export streams samples or host snapshots as JSON, NDJSON or CSV.
 
 Memory stays constant whatever the range: rows come from a server-side cursor
-``PROXY_EXPORT_ITERSIZE`` at a time (pgpulse.store.exports) and leave as soon as
-they are formatted. The selector, range, database and first rows are checked
+``PROXY_EXPORT_ITERSIZE`` at a time (pgpulse.store.exports) and leave in chunks of
+at most CHUNK_ROWS rows or about CHUNK_BYTES bytes. The selector, range, database and first rows are checked
 before the first byte, so those errors get a proper status; a failure after
 streaming began can only cut the stream short (it is logged). A client that stops
 reading holds no database session: after PROXY_EXPORT_IDLE_TIMEOUT_MS the export
@@ -38,7 +38,12 @@ log = logging.getLogger("proxy.export")
 bp = Blueprint("export", __name__)
 
 FORMATS = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv"}
-CHUNK_ROWS = 1000  # rows formatted per chunk handed to the server
+# A chunk goes to the server once it holds CHUNK_ROWS rows or CHUNK_BYTES bytes. The byte
+# bound matters for wide rows (whole host snapshots): by row count alone, 1000 snapshots
+# would be formatted in memory before the first byte left, and a client that stops
+# reading would never hold the stream up, so its export's idle timeout could not act.
+CHUNK_ROWS = 1000
+CHUNK_BYTES = 64 * 1024
 
 
 def _limits(st: ProxyState) -> exports.ExportLimits:
@@ -71,24 +76,31 @@ def _stream(fmt: str, header: list[str], objects: Iterator[tuple[dict | None, li
     try:
         if fmt == "csv":
             out = _Csv(header)
+            rows = 0
             for _obj, row in objects:
                 out.row(row)
                 count += 1
-                if count % CHUNK_ROWS == 0:
+                rows += 1
+                if rows == CHUNK_ROWS or out.buffer.tell() >= CHUNK_BYTES:
                     yield out.take().encode()
+                    rows = 0
             yield out.take().encode()
             return
         parts: list[bytes] = [b"["] if fmt == "json" else []
+        size = 0
         sep = b"," if fmt == "json" else b""
         for obj, _row in objects:
             if fmt == "json":
-                parts.append((sep if count else b"") + orjson.dumps(obj))
+                part = (sep if count else b"") + orjson.dumps(obj)
             else:
-                parts.append(orjson.dumps(obj) + b"\n")
+                part = orjson.dumps(obj) + b"\n"
+            parts.append(part)
+            size += len(part)
             count += 1
-            if count % CHUNK_ROWS == 0:
+            if len(parts) >= CHUNK_ROWS or size >= CHUNK_BYTES:
                 yield b"".join(parts)
                 parts = []
+                size = 0
         if fmt == "json":
             parts.append(b"]")
         yield b"".join(parts)
