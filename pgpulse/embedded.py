@@ -8,6 +8,7 @@ its data lives in ``<data_dir>/pgdata`` across restarts.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import warnings
 from pathlib import Path
@@ -37,7 +38,12 @@ class EmbeddedPostgres:
             import pgserver  # imported late: only the embedded mode needs it
 
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+            # pgserver makes and initdb's the data directory when it is missing, with
+            # no guard against a second process doing the same at once (`up` starting
+            # while `status` joins it): one process at a time starts or joins.
+            with open(self.pgdata.parent / "pgdata.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         admin_url = self._server.get_uri("postgres")
         with psycopg.connect(admin_url, autocommit=True) as conn:
             # Several pgpulse processes may share this server (`up` and `status`):
