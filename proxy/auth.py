@@ -1,7 +1,13 @@
 """API keys on requests: read from headers, checked, and required by views.
 
-Keys are made and stored by :mod:`pgpulse.store.keys`. Keys travel in a header, ``Authorization: Bearer <key>`` or
-``X-API-Key: <key>``, never in the URL, where proxies and logs would keep them.
+Keys are made and stored by :mod:`pgpulse.store.keys`. Keys travel in a header,
+never in the URL, where proxies and logs would keep them:
+
+* ``Authorization: Bearer <key>`` (Prometheus's ``authorization`` block, Grafana, curl);
+* ``Authorization: Basic base64(<any user>:<key>)``: the key is the password, as
+  Prometheus's ``basic_auth`` and Influx 1.x clients send credentials;
+* ``Authorization: Token <key>``: what InfluxDB 2.x clients and Telegraf send;
+* ``X-API-Key: <key>``.
 
 Views declare what they need with ``@require_scope("query")`` (or "ingest",
 "admin"); an admin key may do everything. With PGPULSE_AUTH=off the decorator lets
@@ -10,6 +16,8 @@ every request through.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import time
 from collections.abc import Callable
@@ -36,13 +44,32 @@ def presented_key() -> str | None:
     """The key of the current request, from its headers (None when there is none)."""
     header = request.headers.get("Authorization")
     if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unsupported Authorization header: use 'Bearer <key>'",
-                           headers={"WWW-Authenticate": "Bearer"})
-        return token.strip()
+        scheme, _, credentials = header.strip().partition(" ")
+        credentials = credentials.strip()
+        scheme = scheme.lower()
+        if scheme == "basic" and credentials:
+            return _basic_password(credentials)
+        if scheme in ("bearer", "token") and credentials:
+            return credentials
+        raise ApiError(401, "unsupported Authorization header: use 'Bearer <key>', 'Token <key>' "
+                            "or Basic with the key as the password",
+                       headers={"WWW-Authenticate": "Bearer"})
     key = request.headers.get("X-API-Key")
     return key.strip() if key and key.strip() else None
+
+
+def _basic_password(credentials: str) -> str:
+    """The password of Basic credentials: pgpulse keys carry no user name, so any
+    user name (Prometheus's ``basic_auth.username``) is accepted and ignored."""
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    _, colon, password = decoded.partition(":")
+    if not colon or not password:
+        raise ApiError(401, "malformed Basic credentials: send base64('<user>:<key>') with the key as the password",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return password
 
 
 def reject_key_in_query_string() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import psycopg
 from proxy_helpers import assert_error, new_key
 
@@ -13,9 +15,27 @@ def test_missing_and_bad_keys_get_401(make_app):
     body = assert_error(c.get("/api/series"), 401)
     assert "Authorization" in body["error"]
     assert assert_error(c.get("/api/series", headers={"X-API-Key": "pgpk_nope"}), 401)
-    r = c.get("/api/series", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    r = c.get("/api/series", headers={"Authorization": "Basic dXNlcjpwYXNz"})  # user:pass, no such key
     assert_error(r, 401)
     assert r.headers["WWW-Authenticate"] == "Bearer"
+    for header in ("Digest abc", "Bearer ", "Basic !!!", "Basic " + _b64("no-colon"), "Basic " + _b64("user:")):
+        body = assert_error(c.get("/api/series", headers={"Authorization": header}), 401)
+        assert "Authorization" in body["error"] or "Basic" in body["error"], header
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_basic_and_token_schemes_carry_the_key(make_app, db_url):
+    """Prometheus's basic_auth (key as the password, any user name) and the
+    'Token <key>' of InfluxDB 2.x clients and Telegraf authenticate like Bearer."""
+    c = make_app(PGPULSE_AUTH="on").test_client()
+    key = new_key(db_url, "query")
+    for header in (f"Basic {_b64('prometheus:' + key)}", f"Basic {_b64(':' + key)}", f"Token {key}",
+                   f"bearer {key}"):
+        assert c.get("/api/series", headers={"Authorization": header}).status_code == 200, header
+    assert_error(c.get("/api/series", headers={"Authorization": f"Basic {_b64(key + ':x')}"}), 401)
 
 
 def test_scopes_and_admin(make_app, db_url):

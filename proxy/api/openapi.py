@@ -53,6 +53,8 @@ COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "basic": {"type": "http", "scheme": "basic",
+                  "description": "Basic credentials with the key as the password (any user name)"},
     },
 }
 
@@ -74,7 +76,7 @@ def document(paths: dict[str, Any]) -> dict[str, Any]:
                            "Errors are JSON objects with an 'error' message. See docs/api.md.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"bearer": []}, {"apiKey": []}],
+        "security": [{"bearer": []}, {"apiKey": []}, {"basic": []}],
         "paths": dict(sorted(paths.items())),
         "components": COMPONENTS,
     }
