@@ -2,7 +2,8 @@
 that other parts register (the ETL's scheduled run).
 
 In timescale mode TimescaleDB runs rollups and retention itself, so only the
-registered jobs run here.
+registered jobs and the pruning of staleness markers (a plain table on both
+engines) run here.
 """
 
 from __future__ import annotations
@@ -69,5 +70,12 @@ def build(url: str, settings: CoreSettings, mode: str) -> BackgroundScheduler:
             id="maintain",
             next_run_time=datetime.now(UTC),
         )
+    scheduler.add_job(
+        _guarded("stale_markers", lambda: tiers.prune_stale_markers(url, settings)),
+        "interval",
+        hours=1,
+        id="stale_markers",
+        next_run_time=datetime.now(UTC),
+    )
     return scheduler
 

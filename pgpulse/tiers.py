@@ -25,6 +25,7 @@ from psycopg import sql
 from pgpulse import engine as engine_mode
 from pgpulse.db import connect
 from pgpulse.settings import CoreSettings
+from pgpulse.store import staleness
 
 # Headline numbers of a collector snapshot that get tiers: (column prefix, JSON path
 # in system_metrics.data). Same list as the migration that made the tier columns
@@ -303,6 +304,14 @@ def maintain(url: str, settings: CoreSettings) -> int:
             (retention.raw, retention.m5, retention.h1, timedelta(days=settings.partitions_ahead_days)),
         ).fetchone()
         return row[0]
+
+
+def prune_stale_markers(url: str, settings: CoreSettings) -> int:
+    """Staleness markers past the raw retention (both engines: they are a plain table
+    that neither TimescaleDB's policies nor the portable partitions cover)."""
+    horizon = datetime.now(UTC) - Retention.from_settings(settings).raw
+    with connect(url, autocommit=True) as conn:
+        return staleness.prune(conn, horizon)
 
 
 @dataclasses.dataclass(frozen=True)

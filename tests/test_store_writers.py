@@ -26,6 +26,8 @@ OWNERS = {
     "reading_analytics": "pgpulse/store/readings.py",
     "etl_runs": "pgpulse/store/etl_runs.py",
     "etl_rejects": "pgpulse/store/etl_runs.py",
+    "stale_markers": "pgpulse/store/staleness.py",
+    "metric_metadata": "pgpulse/store/metadata.py",
 }
 
 _NAME = r"([a-z_][a-z0-9_]*)"

@@ -9,6 +9,9 @@ One module per table family, each the only writer of its tables:
                                    and the one place that creates series
 * :mod:`pgpulse.store.samples`     ``samples``: binary COPY of a resolved batch, last write
                                    wins per (series, time)
+* :mod:`pgpulse.store.staleness`   ``stale_markers``: where series went stale (never values),
+                                   pruned past the raw retention
+* :mod:`pgpulse.store.metadata`    ``metric_metadata``: type, help and unit per metric family
 * :mod:`pgpulse.store.snapshots`   ``system_metrics``: host snapshots, one rule set
 * :mod:`pgpulse.store.idempotency` ``ingest_idempotency``: answers of retried batches
 * :mod:`pgpulse.store.readings`    ``reading_analytics``: the ETL's readings, and their pages

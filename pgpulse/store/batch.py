@@ -36,11 +36,19 @@ class SeriesKey:
 
 @dataclasses.dataclass
 class Batch:
-    """Distinct series, and rows of (PostgreSQL µs, series index, value)."""
+    """Distinct series, and rows of (PostgreSQL µs, series index, value).
+
+    ``stale``: staleness markers as (PostgreSQL µs, series index), never values
+    (:mod:`pgpulse.store.staleness`). ``metadata``: metric family name ->
+    (type, help, unit) (:mod:`pgpulse.store.metadata`). Both are written in the
+    batch's transaction, so a batch is stored whole or not at all.
+    """
 
     keys: list[SeriesKey] = dataclasses.field(default_factory=list)
     index: dict[CacheKey, int] = dataclasses.field(default_factory=dict)
     rows: list[tuple[int, int, float]] = dataclasses.field(default_factory=list)
+    stale: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    metadata: dict[str, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
 
     def series(self, name: str, labels: dict[str, str], type: str | None = None) -> int:
         """The index of series (name, labels) in this batch, adding it when new; a

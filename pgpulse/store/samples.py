@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import errors
 
-from pgpulse.store import series
+from pgpulse.store import metadata, series, staleness
 from pgpulse.store.batch import Batch, CacheKey
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
@@ -127,10 +127,16 @@ def write_batch(
     limits: series.SeriesLimits,
     cache: series.SeriesCache | None = None,
 ) -> tuple[int, dict[CacheKey, tuple[int, str]]]:
-    """Resolve (or create) the batch's series and write its samples (:func:`write`).
+    """Resolve (or create) the batch's series and write its samples (:func:`write`),
+    its staleness markers and its metric metadata.
 
     Returns (samples taken, series to add to ``cache`` after the commit). Raises
     the errors of :func:`pgpulse.store.series.resolve`; then nothing is written.
     """
     ids, learned = series.resolve(conn, batch, limits, cache)
-    return write(conn, batch, ids), learned
+    taken = write(conn, batch, ids)
+    if batch.stale or batch.metadata:
+        with conn.cursor() as cur:
+            staleness.write(cur, batch.stale, ids)
+            metadata.upsert(cur, batch.metadata)
+    return taken, learned

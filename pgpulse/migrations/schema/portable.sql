@@ -861,5 +861,29 @@ CREATE TRIGGER samples_log_late_updates AFTER UPDATE ON samples REFERENCING NEW 
 
 UPDATE alembic_version SET version_num='0005_samples_last_write_wins' WHERE alembic_version.version_num = '0004_etl_typed_ids';
 
+-- Running upgrade 0005_samples_last_write_wins -> 0006_protocols
+
+CREATE TABLE stale_markers (
+            series_id bigint NOT NULL,
+            time timestamptz NOT NULL,
+            PRIMARY KEY (series_id, time)
+        );
+
+CREATE INDEX stale_markers_time_idx ON stale_markers (time);
+
+CREATE TABLE metric_metadata (
+            name text PRIMARY KEY,
+            type text NOT NULL CHECK (type IN ('counter', 'gauge', 'histogram', 'gaugehistogram', 'summary', 'info', 'stateset', 'unknown')),
+            help text NOT NULL DEFAULT '',
+            unit text NOT NULL DEFAULT '',
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON stale_markers, metric_metadata TO pgpulse_writer;
+
+GRANT SELECT ON stale_markers, metric_metadata TO pgpulse_reader;
+
+UPDATE alembic_version SET version_num='0006_protocols' WHERE alembic_version.version_num = '0005_samples_last_write_wins';
+
 COMMIT;
 
