@@ -91,7 +91,7 @@ def test_a_partly_bad_batch_writes_its_good_lines_and_names_the_bad(client, conn
 
 def test_a_batch_of_only_bad_lines_writes_nothing(client, conn):
     body = v2_error(write(client, 'm s="x"\nm v=1 1'), 400)
-    assert body["message"].startswith("2 of 2 lines refused, nothing written")
+    assert body["message"].startswith("partial write: 2 of 2 lines refused, 0 written")
     assert stored(conn) == []
 
 

@@ -121,8 +121,9 @@ def _refusal(decoded: influx.Decoded) -> ApiError:
     if more:
         listed += f"; and {more} more"
     written = decoded.accepted
-    head = (f"partial write: {decoded.refused} of {decoded.points} lines refused, {written} written"
-            if written else f"{decoded.refused} of {decoded.points} lines refused, nothing written")
+    # "partial write" even when no line was written, as InfluxDB says it: Telegraf's
+    # 1.x output drops (does not retry) a 400 that says so.
+    head = f"partial write: {decoded.refused} of {decoded.points} lines refused, {written} written"
     return ApiError(400, f"{head}: {listed}", line=decoded.errors[0].line,
                    errors=[{"line": e.line, "message": e.message} for e in decoded.errors],
                    refused=decoded.refused, written=written)
