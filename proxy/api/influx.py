@@ -206,7 +206,10 @@ def _responses(schema: dict) -> dict:
                      "were written. Or a bad parameter, gzip stream or key in the URL"),
         "401": error("Missing, unknown or revoked API key"),
         "403": error("The API key lacks the ingest scope"),
-        "408": error("The body did not arrive in time"),
+        # The serving layer answers a head that never came before Flask sees the
+        # request, in pgpulse's shape.
+        "408": {"description": "The request did not arrive in time", "content": {
+            "application/json": {"schema": {"anyOf": [schema, {"$ref": "#/components/schemas/Error"}]}}}},
         "413": error("Body too large (also after gzip), or too many samples: nothing written"),
         "415": error("Content-Type or Content-Encoding not supported"),
         "429": error("New series would pass a cardinality limit: nothing written", retry),
