@@ -56,8 +56,21 @@ schema: $(STAMP) ## regenerate the rendered schema files in pgpulse/migrations/s
 		&& echo "wrote $(SCHEMA_DIR)/$$engine.sql" || { rm -f $(SCHEMA_DIR)/$$engine.sql.tmp; exit 1; }; \
 	done
 
+# Python classes of the remote-write/remote-read protobuf messages, generated from
+# pgpulse/protocols/prompb/remote.proto and committed (tests/test_prompb.py checks they
+# match). The generator runs in its own virtualenv: grpcio-tools pins its protobuf, the
+# version whose runtime the generated code asks for (pyproject.toml: protobuf>=6.31.1).
+PROMPB        := pgpulse/protocols/prompb
+GRPCIO_TOOLS  ?= grpcio-tools==1.76.0
+PROTOC_VENV   ?= $(VENV)-protoc
+
+prompb: ## regenerate pgpulse/protocols/prompb/remote_pb2.py from remote.proto
+	test -x $(PROTOC_VENV)/bin/python || $(PYTHON) -m venv $(PROTOC_VENV)
+	$(PROTOC_VENV)/bin/pip install --quiet '$(GRPCIO_TOOLS)'
+	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. $(PROMPB)/remote.proto
+
 clean: ## remove the virtualenv and caches (keeps var/ data)
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/pglite/node_modules
+	rm -rf $(VENV) $(PROTOC_VENV) .pytest_cache .ruff_cache tests/pglite/node_modules
 
 # -- the full stack ---------------------------------------------------------------
 

@@ -46,6 +46,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.ops",
     "proxy.api.ingest",
     "proxy.api.influx",
+    "proxy.api.remote_write",
     "proxy.api.query",
     "proxy.api.hosts",
     "proxy.api.discovery",

@@ -58,8 +58,8 @@ def _read_chunked(limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def raw_body(limit: int) -> bytes:
-    """The request body, decompressed when Content-Encoding says gzip; 413 past ``limit``."""
+def read_body(limit: int) -> bytes:
+    """The request body as sent (not decompressed); 413 past ``limit``."""
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
@@ -72,6 +72,12 @@ def raw_body(limit: int) -> bytes:
                        "sending") from None
     if len(data) > limit:
         raise too_large(limit)
+    return data
+
+
+def raw_body(limit: int) -> bytes:
+    """The request body, decompressed when Content-Encoding says gzip; 413 past ``limit``."""
+    data = read_body(limit)
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding == "gzip":
         return _gunzip(data, limit)

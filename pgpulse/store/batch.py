@@ -32,6 +32,10 @@ class SeriesKey:
     name: str
     labels: dict[str, str]
     type: str | None  # as the batch declared it (None: not said)
+    # The type a new series gets when none is declared (a protocol's guess, e.g. from
+    # Prometheus metadata): used only when the series is created, never checked
+    # against an existing series' type.
+    hint: str | None = None
 
 
 @dataclasses.dataclass

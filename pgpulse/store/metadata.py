@@ -8,7 +8,7 @@ metadata in every request costs no row versions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import psycopg
 
@@ -23,6 +23,7 @@ UPSERT = """
         SET type = EXCLUDED.type, help = EXCLUDED.help, unit = EXCLUDED.unit, updated_at = now()
         WHERE (m.type, m.help, m.unit) IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.help, EXCLUDED.unit)
 """
+TYPES_OF = "SELECT name, type FROM metric_metadata WHERE name = ANY(%s)"
 READ = """
     SELECT name, type, help, unit FROM metric_metadata
     WHERE %(metric)s::text IS NULL OR name = %(metric)s
@@ -54,3 +55,10 @@ def read(conn: psycopg.Connection, metric: str | None = None, limit: int | None 
          ) -> list[tuple[str, str, str, str]]:
     """(name, type, help, unit) of every family, or of ``metric``, by name."""
     return conn.execute(READ, {"metric": metric, "limit": limit}).fetchall()
+
+
+def types(conn: psycopg.Connection, names: Collection[str]) -> dict[str, str]:
+    """The recorded type of each family of ``names`` that has metadata."""
+    if not names:
+        return {}
+    return dict(conn.execute(TYPES_OF, (list(names),)).fetchall())

@@ -9,7 +9,8 @@ protocols to come):
 * a label value is a string of at most PROXY_MAX_LABEL_VALUE_LENGTH characters,
   without NUL; at most PROXY_MAX_LABELS labels;
 * a type is "gauge" or "counter"; a sample that declares a type other than its
-  series' recorded type is a :class:`TypeConflict` (no declared type: any);
+  series' recorded type is a :class:`TypeConflict` (no declared type: any; a
+  ``SeriesKey.hint`` only types a series being created, and never conflicts);
 * new series may not take the catalogue past PROXY_MAX_SERIES, nor one metric past
   PROXY_MAX_SERIES_PER_METRIC (:class:`CardinalityExceeded`).
 
@@ -130,7 +131,7 @@ def check_key(key: SeriesKey, limits: SeriesLimits) -> None:
     bad = labels_problem(key.labels, limits)
     if bad:
         raise InvalidSample(bad[1], field=bad[0], reason=bad[2])
-    msg = type_problem(key.type)
+    msg = type_problem(key.type) or type_problem(key.hint)
     if msg:
         raise InvalidSample(msg, field="type", reason="invalid")
 
@@ -234,7 +235,7 @@ def resolve(
                 "ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING "
                 "RETURNING id, name, labels, type",
                 ([k.name for k in new], [orjson.dumps(k.labels).decode() for k in new],
-                 [k.type or DEFAULT_TYPE for k in new]),
+                 [k.type or k.hint or DEFAULT_TYPE for k in new]),
             ).fetchall()
             for sid, name, labels, typ in rows:
                 found[cache_key(name, labels)] = (sid, typ)
