@@ -130,6 +130,7 @@ def decode(body: bytes, encoding: str) -> ExportMetricsServiceRequest:
             if type(doc) is not dict:
                 raise DecodeError("body is not an OTLP JSON ExportMetricsServiceRequest: "
                                   "expected a JSON object")
+            _objects_where_messages_go(doc, message.DESCRIPTOR, "")
             json_format.ParseDict(doc, message, ignore_unknown_fields=True)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
@@ -140,6 +141,24 @@ def decode(body: bytes, encoding: str) -> ExportMetricsServiceRequest:
     except RecursionError:
         raise DecodeError("body nests deeper than an ExportMetricsServiceRequest can") from None
     return message
+
+
+def _objects_where_messages_go(doc: dict, descriptor, path: str) -> None:
+    """Raise DecodeError where the JSON has something other than an object in place of
+    a message: the protobuf JSON parser, told to ignore unknown fields, would read a
+    string there as an object of unknown one-letter fields and accept it."""
+    fields = descriptor.fields_by_camelcase_name
+    for key, value in doc.items():
+        field = fields.get(key) or descriptor.fields_by_name.get(key)
+        if field is None or field.message_type is None or value is None:
+            continue
+        where = f"{path}.{key}" if path else key
+        for i, item in enumerate(value if field.is_repeated and type(value) is list else (value,)):
+            at = f"{where}[{i}]" if field.is_repeated else where
+            if type(item) is not dict:
+                raise DecodeError(f"body is not an OTLP JSON ExportMetricsServiceRequest: {at} "
+                                  f"must be a JSON object")
+            _objects_where_messages_go(item, field.message_type, at)
 
 
 def encode(message: ExportMetricsServiceResponse, encoding: str) -> bytes:

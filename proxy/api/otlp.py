@@ -44,7 +44,6 @@ from pgpulse.store.errors import CardinalityExceeded, StoreError, TypeConflict
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
 from proxy.api.ingest import gc_paused
-from proxy.api.openapi import param
 from proxy.auth import require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, DatabaseUnavailable, store_status
@@ -237,7 +236,13 @@ _REQUEST = {
     "type": "object",
     "description": "ExportMetricsServiceRequest in OTLP's JSON encoding (the protobuf JSON "
                    "mapping: lowerCamelCase keys, 64-bit integers as strings, enums as numbers)",
-    "properties": {"resourceMetrics": {"type": "array", "items": {"type": "object"}}},
+    # null stands for an absent field in the protobuf JSON mapping.
+    "properties": {"resourceMetrics": {"type": ["array", "null"], "items": {
+        "type": "object", "properties": {
+            "resource": {"type": ["object", "null"]},
+            "scopeMetrics": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                "scope": {"type": ["object", "null"]},
+                "metrics": {"type": ["array", "null"], "items": {"type": "object"}}}}}}}}},
 }
 _RESPONSE = {
     "type": "object",
@@ -262,9 +267,8 @@ OPENAPI = {
                    "scope ingest)",
         "description": "Mapped as the OpenTelemetry specification's Prometheus compatibility "
                        "section says (docs/sending-data.md). Refused data points are counted in "
-                       "partialSuccess; errors are google.rpc.Status in the request's encoding.",
-        "parameters": [param("Content-Encoding", "gzip or absent", where="header",
-                             schema={"type": "string", "enum": ["gzip", "identity"]})],
+                       "partialSuccess; errors are google.rpc.Status in the request's encoding. "
+                       "A body may be gzip-compressed (Content-Encoding: gzip).",
         "requestBody": {"required": True, "content": {
             otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
             otlp.JSON: {"schema": _REQUEST}}},
