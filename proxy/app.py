@@ -47,6 +47,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.ingest",
     "proxy.api.influx",
     "proxy.api.remote_write",
+    "proxy.api.otlp",
     "proxy.api.query",
     "proxy.api.hosts",
     "proxy.api.discovery",

@@ -1,6 +1,6 @@
 """The field's wire protocols, decoded into the store's :class:`~pgpulse.store.batch.Batch`.
 
-One module per protocol (``remote_write``, ``influx``, ...): bytes (already
+One module per protocol (``remote_write``, ``otlp``, ``influx``): bytes (already
 decompressed) in, a batch and its per-item refusals out. Writing is the store's
 (:func:`pgpulse.store.samples.write_batch`) and HTTP is the proxy's (the views in
 ``proxy/api/`` read the request, call the decoder and map statuses), so the rules of
