@@ -46,6 +46,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.ops",
     "proxy.api.ingest",
     "proxy.api.query",
+    "proxy.api.prom_api",
     "proxy.api.hosts",
     "proxy.api.discovery",
     "proxy.api.export",
