@@ -20,6 +20,8 @@ Sample = tuple[Labels, float]
 ARITHMETIC = ("+", "-", "*", "/", "%", "^", "atan2")
 COMPARISON = ("==", "!=", ">", "<", ">=", "<=")
 SET = ("and", "or", "unless")
+# Operators whose result drops the metric name (atan2 keeps it, as in Prometheus 2.42).
+DROPS_NAME = ("+", "-", "*", "/", "%", "^")
 
 
 def arithmetic(op: str, a: float, b: float) -> float:
@@ -72,7 +74,7 @@ def vector_scalar(op: str, vector: Sequence[Sample], scalar: float, swap: bool,
         if return_bool:
             value, keep = (1.0 if keep else 0.0), True
         if keep:
-            if op in ARITHMETIC or return_bool:
+            if op in DROPS_NAME or return_bool:
                 labels = drop_name(labels)
             out.append((labels, value))
     return out
@@ -116,7 +118,7 @@ def set_op(op: str, lhs: Sequence[Sample], rhs: Sequence[Sample], matching: Matc
 
 def _result_labels(lhs: Labels, rhs: Labels, op: str, matching: Matching) -> Labels:
     labels = dict(lhs)
-    if op in ARITHMETIC:
+    if op in DROPS_NAME:
         labels.pop(NAME, None)
     if matching.card == "one-to-one":
         if matching.on:
