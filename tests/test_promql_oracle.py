@@ -12,7 +12,7 @@ answered with Prometheus's error envelope and a 400.
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -20,10 +20,6 @@ import pytest
 from promql_oracle import SPAN_MS, T0, Prometheus, differences, generate, load_into_pgpulse
 
 from proxy import close_app, create_app
-
-pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None and
-                                not __import__("os").path.exists("/usr/bin/prometheus"),
-                                reason="Debian's prometheus package is required (.ci/run installs it)")
 
 S = 1000
 # Instant queries: inside the data, right after a gap, and past the end (lookback).
@@ -325,7 +321,7 @@ DATA = generate()
 
 @pytest.fixture(scope="module")
 def pgpulse(pg_server, template_db) -> Iterator:
-    name = f"pgpulse_oracle_{__import__('os').getpid()}"
+    name = f"pgpulse_oracle_{os.getpid()}"
     with pg_server.janitor(name, template_dbname=template_db):
         url = pg_server.url(name)
         with psycopg.connect(url) as conn:
@@ -364,3 +360,55 @@ def test_same_answers_as_prometheus(oracle, pgpulse, expr):
         params = {"query": expr, "start": _fmt(start), "end": _fmt(end), "step": _fmt(step)}
         problems += _compare(oracle, pgpulse, "/api/v1/query_range", params)
     assert not problems, "\n".join(problems[:10])
+
+
+# Queries both refuse: the same status and errorType (never a 500).
+BAD = [
+    ("/api/v1/query", {"query": "sum("}),
+    ("/api/v1/query", {"query": "rate(http_requests_total)"}),
+    ("/api/v1/query", {"query": "nosuchfunction(up)"}),
+    ("/api/v1/query", {"query": "{}"}),
+    ("/api/v1/query", {"query": '{job=""}'}),
+    ("/api/v1/query", {"query": 'up{job=~"("}'}),
+    ("/api/v1/query", {"query": "up + "}),
+    ("/api/v1/query", {"query": 'topk("a", up)'}),
+    ("/api/v1/query", {"query": "count_values(3, up)"}),
+    ("/api/v1/query", {"query": "up[5m] offset"}),
+    ("/api/v1/query", {"query": "1 > 2"}),
+    ("/api/v1/query", {"query": "up and 1"}),
+    ("/api/v1/query", {"query": "up", "time": "yesterday"}),
+    ("/api/v1/query", {"query": 'label_replace(up, "1bad", "", "job", ".*")'}),
+    ("/api/v1/query", {"query": 'label_replace(up, "a", "", "job", "(")'}),
+    ("/api/v1/query", {"query": 'label_join(up, "a", ",", "1bad")'}),
+    ("/api/v1/query", {"query": "up / on(job) up", "time": "1767231000"}),
+    ("/api/v1/query", {"query": "http_requests_total + on(job) group_left up", "time": "1767231000"}),
+    ("/api/v1/query", {"query": "rate({__name__=~\"request_duration_seconds_(sum|count)\"}[5m])", "time": "1767231000"}),
+    ("/api/v1/query_range", {"query": "up", "start": "1767228000", "end": "1767230000",
+                             "step": "0"}),
+    ("/api/v1/query_range", {"query": "up", "start": "1767228000", "end": "1767230000",
+                             "step": "-5"}),
+    ("/api/v1/query_range", {"query": "up", "start": "1767230000", "end": "1767228000",
+                             "step": "60"}),
+    ("/api/v1/query_range", {"query": "up", "start": "1767228000", "end": "1767238000",
+                             "step": "0.5"}),
+    ("/api/v1/query_range", {"query": "up[5m]", "start": "1767228000", "end": "1767230000",
+                             "step": "60"}),
+    ("/api/v1/query_range", {"query": '"text"', "start": "1767228000", "end": "1767230000",
+                             "step": "60"}),
+    ("/api/v1/query_range", {"query": "up", "start": "1767228000", "end": "1767230000",
+                             "step": "a minute"}),
+    ("/api/v1/query_range", {"query": "up", "end": "1767230000", "step": "60"}),
+    ("/api/v1/series", {}),
+    ("/api/v1/series", {"match[]": "rate(up[5m])"}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), BAD)
+def test_bad_queries_are_refused_as_prometheus_refuses_them(oracle, pgpulse, path, params):
+    status, expected = oracle.get(path, params)
+    r = pgpulse.get(path, query_string=params)
+    got = r.get_json()
+    assert status >= 400, expected
+    assert r.status_code == status, (got, expected)
+    assert got["status"] == "error" and got["errorType"] == expected["errorType"], (got, expected)
+    assert got["error"]

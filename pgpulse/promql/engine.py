@@ -397,7 +397,7 @@ class Evaluator:
         dst, repl, src, regex = (string_arg(a) for a in args[1:5])
         pattern = functions.compile_regex(regex, "label_replace")
         if not _label_name(dst):
-            raise BadQuery(f"invalid destination label name in label_replace(): {dst}")
+            raise ExecutionError(f"invalid destination label name in label_replace(): {dst}")
         out = []
         for s in vec:
             match = pattern.match(get(s.labels, src))
@@ -418,9 +418,9 @@ class Evaluator:
         sources = [string_arg(a) for a in args[3:]]
         for src in sources:
             if not _label_name(src):
-                raise BadQuery(f"invalid source label name in label_join(): {src}")
+                raise ExecutionError(f"invalid source label name in label_join(): {src}")
         if not _label_name(dst):
-            raise BadQuery(f"invalid destination label name in label_join(): {dst}")
+            raise ExecutionError(f"invalid destination label name in label_join(): {dst}")
         out = []
         for s in vec:
             joined = sep.join(get(s.labels, src) for src in sources)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from pgpulse.promql import gomath
-from pgpulse.promql.errors import BadQuery
+from pgpulse.promql.errors import BadQuery, ExecutionError
 from pgpulse.promrate import extrapolate
 
 NAN = math.nan
@@ -345,7 +345,7 @@ def compile_regex(text: str, function: str) -> re.Pattern[str]:
     try:
         return re.compile("^(?:" + text + ")$", re.DOTALL)
     except re.error:
-        raise BadQuery(f"invalid regular expression in {function}(): {text}") from None
+        raise ExecutionError(f"invalid regular expression in {function}(): {text}") from None
 
 
 def expand(template: str, match: re.Match[str]) -> str:
