@@ -18,13 +18,15 @@ import psycopg
 
 from pgpulse.store import staleness
 
-# Integer milliseconds computed in SQL: exact (extract gives numeric), and the
-# binary protocol loads int8 and float8 several times faster than text.
+# Integer milliseconds computed in SQL: exact (extract gives numeric). One row per
+# series with its times and values as arrays: the binary protocol loads int8[] and
+# float8[] in C, far faster than a Python loop over one row per sample.
 READ = """
-    SELECT series_id, floor(extract(epoch FROM time) * 1000)::bigint, value
+    SELECT series_id, array_agg(floor(extract(epoch FROM time) * 1000)::bigint ORDER BY time),
+           array_agg(value ORDER BY time)
     FROM samples
     WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s
-    ORDER BY series_id, time
+    GROUP BY series_id
 """
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,12 +48,8 @@ def read_samples(conn: psycopg.Connection, series_ids: Sequence[int], start_ms: 
     # fraction of a millisecond past end_ms still truncates to end_ms.
     rows = conn.execute(READ, {"ids": list(series_ids), "start": _at(start_ms),
                                "end": _at(end_ms + 1)}, binary=True).fetchall()
-    for sid, t, v in rows:
-        entry = out.get(sid)
-        if entry is None:
-            entry = out[sid] = ([], [])
-        entry[0].append(t)
-        entry[1].append(v)
+    for sid, times, values in rows:
+        out[sid] = (times, values)
     return out
 
 

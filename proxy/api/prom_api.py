@@ -434,7 +434,10 @@ def _op(summary: str, op_id: str, params: list[dict[str, Any]], post: bool = Fal
            "operationId": op_id, "parameters": params, "responses": _responses(summary)}
     item = {"get": get}
     if post:
-        item["post"] = {**get, "operationId": op_id + "Post", "parameters": [],
+        # Prometheus also reads the query string of a POST: the same parameters, none
+        # required there (the form body may carry them).
+        item["post"] = {**get, "operationId": op_id + "Post",
+                        "parameters": [{**p, "required": False} for p in params],
                         "requestBody": _form(params)}
     return item
 
