@@ -49,6 +49,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.remote_write",
     "proxy.api.otlp",
     "proxy.api.query",
+    "proxy.api.prom_api",
     "proxy.api.hosts",
     "proxy.api.discovery",
     "proxy.api.export",
