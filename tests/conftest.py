@@ -109,6 +109,13 @@ def _answers(server: PgServer) -> bool:
 
 
 @pytest.fixture(scope="session")
+def test_engine() -> str:
+    """The engine under test (``PGPULSE_TEST_ENGINE``): what ``auto`` resolves to on the
+    server under test, and the mode of every ``db_url``."""
+    return ENGINE
+
+
+@pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Iterator[PgServer]:
     server = PgServer(
         os.environ.get("PGPULSE_TEST_PG_HOST", "127.0.0.1"),
