@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pytest
 from polling import wait_for
 
 from pgpulse.embedded import EmbeddedPostgres
