@@ -885,5 +885,9 @@ GRANT SELECT ON stale_markers, metric_metadata TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0006_protocols' WHERE alembic_version.version_num = '0005_samples_last_write_wins';
 
+-- Running upgrade 0006_protocols -> 0007_timescale_roles
+
+UPDATE alembic_version SET version_num='0007_timescale_roles' WHERE alembic_version.version_num = '0006_protocols';
+
 COMMIT;
 
