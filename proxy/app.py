@@ -51,6 +51,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.discovery",
     "proxy.api.export",
     "proxy.api.sync",
+    "proxy.api.admin",
     "proxy.api.openapi",
 )
 

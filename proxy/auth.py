@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from pgpulse.store import keys
+from pgpulse.store.audit import Actor
 from pgpulse.store.errors import UnknownKey
 from pgpulse.store.keys import KEY_PATTERN, SCOPES, hash_key
 from proxy import ratelimit
@@ -135,6 +136,11 @@ def authenticate(scope: str) -> None:
         raise ApiError(403, f"this API key lacks the {scope!r} scope", required_scope=scope,
                        key_scopes=sorted(scopes))
     g.api_key_id = key_id
+
+
+def actor() -> Actor:
+    """Who makes the current request, for the audit log: its key and address."""
+    return Actor.api(g.get("api_key_id"), request.remote_addr)
 
 
 def require_scope(scope: str) -> Callable[[F], F]:

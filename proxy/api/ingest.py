@@ -197,7 +197,7 @@ _INGEST = {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "415": {"description": "Unsupported Content-Encoding",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        **errors(*AUTH_ERRORS, 413, 429),
+        **errors(*AUTH_ERRORS, 413),
     },
 }
 OPENAPI = {
@@ -218,6 +218,6 @@ OPENAPI = {
             "duplicates": {"type": "integer"}}}),
             "415": {"description": "Unsupported Content-Encoding", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}},
-            **errors(*AUTH_ERRORS, 413, 429)},
+            **errors(*AUTH_ERRORS, 413)},
     }},
 }
