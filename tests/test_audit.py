@@ -109,12 +109,16 @@ def test_api_keys_are_audited_with_key_and_address(make_app, db_url):
     assert c.delete(f"/api/keys/{made['id']}", headers=h).status_code == 200
     assert_error(c.delete(f"/api/keys/{made['id']}", headers=h), 404)
     assert_error(c.post("/api/keys", json={"name": "x", "scopes": ["root"]}, headers=h), 400)
+    # A key cannot revoke itself (refused, and recorded so).
+    admin_id = c.get("/api/audit", headers=h).get_json()["entries"][0]["actor_key_id"]
+    assert_error(c.delete(f"/api/keys/{admin_id}", headers=h), 409)
+    assert c.get("/api/keys", headers=h).status_code == 200, "the admin key still works"
     # Only admin keys administer.
     assert_error(c.get("/api/audit", headers={"X-API-Key": new_key(db_url, "query", "ingest")}), 403)
 
     page = c.get("/api/audit", headers=h).get_json()
-    admin_id = page["entries"][0]["actor_key_id"]
     assert [(e["action"], e["outcome"], e["target"]) for e in page["entries"]] == [
+        ("key.revoke", "refused", f"key:{admin_id}"),
         ("key.revoke", "refused", f"key:{made['id']}"),
         ("key.revoke", "ok", f"key:{made['id']}"),
         ("key.create", "ok", f"key:{made['id']}"),

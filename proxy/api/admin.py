@@ -2,7 +2,7 @@
 
 * ``GET /api/keys``: the keys (never the keys themselves), ``?all=true`` with revoked ones;
 * ``POST /api/keys`` ``{"name": ..., "scopes": [...]}``: a new key, shown once;
-* ``DELETE /api/keys/<id>``: revoke a key;
+* ``DELETE /api/keys/<id>``: revoke a key (not the request's own: 409);
 * ``GET /api/audit``: the audit log, newest first, with filters and keyset paging.
 
 Creating and revoking a key are recorded in the audit log (``pgpulse.store.audit``)
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from pgpulse.store import audit, keys
 from proxy.api.openapi import AUTH_ERRORS, errors, json_ok, param
@@ -77,6 +77,14 @@ def create_key() -> Response:
 @bp.delete("/api/keys/<int:key_id>")
 @require_scope("admin")
 def revoke_key(key_id: int) -> Response:
+    if key_id == g.get("api_key_id"):
+        # Revoking the key of the request would lock its holder out mid-task; another
+        # admin key, or `pgpulse keys revoke`, can.
+        with state().connection() as conn:
+            audit.record(conn, actor(), "key.revoke", target=f"key:{key_id}", outcome="refused",
+                         reason="a key cannot revoke itself")
+        raise ApiError(409, "a key cannot revoke itself: use another admin key or `pgpulse keys revoke`",
+                       key_id=key_id)
     with state().connection() as conn:
         n = keys.revoke_key(conn, str(key_id))
         audit.record(conn, actor(), "key.revoke", target=f"key:{key_id}",
@@ -161,7 +169,9 @@ OPENAPI: dict[str, Any] = {
         "summary": "Revoke an API key (scope admin; audited)",
         "parameters": [param("key_id", "The key's id", where="path", required=True,
                              schema={"type": "integer", "minimum": 0})],
-        "responses": {**json_ok("Revoked", {"type": "object"}), "404": _NOT_FOUND, **errors(*AUTH_ERRORS)},
+        "responses": {**json_ok("Revoked", {"type": "object"}), "404": _NOT_FOUND,
+                      "409": {**_NOT_FOUND, "description": "The key of the request itself"},
+                      **errors(*AUTH_ERRORS)},
     }},
     "/api/audit": {"get": {
         "tags": ["admin"], "operationId": "listAudit", "x-scope": "admin",

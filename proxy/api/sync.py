@@ -219,6 +219,7 @@ _AUTH = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
+    "429": {"$ref": "#/components/responses/TooMany"},
 }
 _RUN = {
     "type": "object",
