@@ -3,6 +3,11 @@ clients, batches of 5,000, as bench_ingest.py) with the limiter off, counting in
 process memory, and counting in Redis, rounds alternating in one run.
 
     .venv/bin/python bench/bench_ratelimit.py [--clients 3] [--workers 2] [--batches 20] [--repeat 3]
+    .venv/bin/python bench/bench_ratelimit.py --charge [--hits 20000]
+
+``--charge`` measures, in this process, what the limiter adds to one ingest request:
+the two hits (per key, per address) of ``charge_samples``, in memory and in Redis,
+in microseconds per request.
 
 The limits in force are the defaults (never reached here: the figure is the cost of
 counting, not of refusing). Redis is REDIS_URL, else the server on 127.0.0.1:6379;
@@ -40,6 +45,30 @@ def redis_url() -> str | None:
     return url
 
 
+def charge_cost(hits: int, url_redis: str | None) -> None:
+    """Microseconds per ingest request's charge (two limits), memory and Redis."""
+    import time
+
+    from limits import parse
+
+    from proxy.ratelimit import RateLimits
+    from proxy.settings import load_proxy
+
+    item = parse("1000000000/second")
+    rows = []
+    for name, env in (("memory", {}), ("Redis", {"REDIS_URL": url_redis} if url_redis else None)):
+        if env is None:
+            continue
+        rl = RateLimits(load_proxy({**env, "PROXY_RATELIMIT_NAMESPACE": f"bench-{os.getpid()}"}))
+        t0 = time.perf_counter()
+        for _ in range(hits):
+            rl.hit(item, ("ingest", "key", "1"), 5000)
+            rl.hit(item, ("ingest", "address", "127.0.0.1"), 5000)
+        rows.append((name, f"{(time.perf_counter() - t0) / hits * 1e6:.1f}"))
+        rl.close()
+    print(table(rows, ("counter store", "us per ingest request (2 hits)")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=3)
@@ -47,9 +76,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--batches", type=int, default=20, help="batches of 5,000 per client per round")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--charge", action="store_true", help="only the cost of one charge, in process")
+    ap.add_argument("--hits", type=int, default=20000)
     args = ap.parse_args()
 
     url_redis = redis_url()
+    if args.charge:
+        charge_cost(args.hits, url_redis)
+        return
     modes = dict(MODES)
     if url_redis is None:
         del modes["limiter on, Redis"]

@@ -138,13 +138,16 @@ class RateLimits:
         raises the 429 of the first one exceeded."""
         if not self.enabled or cost <= 0:
             return
-        for items, ident, what in limits:
+        for items, _ident, what in limits:
             for item in items:
                 if cost > item.amount:
                     # No window could ever take it: a retry would be refused for ever.
+                    # Checked before any window is charged.
                     raise ApiError(413, f"{cost} items in one request, more than the rate limit "
                                         f"{item} of {what} allows in one window; send smaller batches",
                                    count=cost, limit=item.amount, rate=str(item), kind=kind)
+        for items, ident, what in limits:
+            for item in items:
                 if not self.hit(item, ident, cost):
                     raise self.refusal(item, ident, kind, what)
 
