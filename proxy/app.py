@@ -36,6 +36,7 @@ from pgpulse.store.series import SeriesLimits
 from pgpulse.tiers import Retention
 from proxy import auth, errors, metrics
 from proxy.db import make_pool
+from proxy.ratelimit import RateLimits
 from proxy.settings import ProxySettings
 from proxy.state import EXTENSION, ProxyState
 
@@ -54,6 +55,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.discovery",
     "proxy.api.export",
     "proxy.api.sync",
+    "proxy.api.admin",
     "proxy.api.openapi",
 )
 
@@ -105,6 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | 
         database_url=core.database_url,
         pool=pool,
         retention=Retention.from_settings(core),
+        ratelimit=RateLimits(settings),
         etl=etl,
         etl_off=etl_off,
     )
