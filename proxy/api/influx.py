@@ -42,6 +42,7 @@ from proxy.api.openapi import param
 from proxy.auth import require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, bad_request, json_dumps
+from proxy.ratelimit import charge_samples
 from proxy.state import state
 
 bp = Blueprint("influx", __name__)
@@ -148,6 +149,7 @@ def _write(precisions: tuple[str, ...]) -> Response:
     if decoded.points == 0:
         raise bad_request("writing requires points: the body holds no line protocol")
     batch = decoded.batch
+    charge_samples(len(batch.rows))
     if batch.rows:
         cache = st.series_cache
         try:

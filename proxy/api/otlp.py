@@ -47,6 +47,7 @@ from proxy.api.ingest import gc_paused
 from proxy.auth import require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, DatabaseUnavailable, store_status
+from proxy.ratelimit import charge_samples
 from proxy.state import ProxyState, state
 
 log = logging.getLogger("proxy.otlp")
@@ -211,6 +212,7 @@ def export_metrics() -> Response:
         metrics.SAMPLES_REJECTED.labels("invalid").inc(tr.rejected)
     if tr.points and tr.rejected == tr.points:
         raise ApiError(400, tr.error_message())
+    charge_samples(size)
     written = _write(st, tr, limits) if size else 0
     metrics.SAMPLES_INGESTED.inc(written)
     answer = ExportMetricsServiceResponse()
