@@ -12,6 +12,7 @@ refused.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -32,10 +33,17 @@ MAX_NAME = 200
 
 
 def _flag(name: str) -> bool:
-    raw = (request.args.get(name) or "").lower()
-    if raw not in ("", "1", "0", "true", "false", "yes", "no", "on", "off"):
+    raw = request.args.get(name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
         raise bad_request(f"{name}: expected true or false", parameter=name, value=raw[:100])
-    return raw in ("1", "true", "yes", "on")
+    return raw == "true"
+
+
+def _time_param(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    return None if raw is None else parse_time(raw, name)
 
 
 # -- keys -----------------------------------------------------------------------------
@@ -102,15 +110,15 @@ def revoke_key(key_id: int) -> Response:
 @require_scope("admin")
 def list_audit() -> Response:
     args = request.args
-    outcome = args.get("outcome") or None
+    outcome = args.get("outcome")
     if outcome is not None and outcome not in audit.OUTCOMES:
         raise bad_request(f"outcome: expected one of {', '.join(audit.OUTCOMES)}", parameter="outcome")
     filters = audit.Filters(
         action=args.get("action") or None,
         actor=args.get("actor") or None,
         outcome=outcome,
-        since=parse_time(args["since"], "since") if args.get("since") else None,
-        until=parse_time(args["until"], "until") if args.get("until") else None,
+        since=_time_param("since"),
+        until=_time_param("until"),
     )
     if filters.since and filters.until and filters.since > filters.until:
         raise bad_request("since is after until", parameter="since")
