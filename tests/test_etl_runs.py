@@ -176,6 +176,9 @@ def test_duplicates_across_runs_keep_one_row(db_url, conn, readings, etl):
     assert count(conn, ROWS) == 2
 
 
+LEASE_S = 5.0
+
+
 @pytest.mark.parametrize(
     ("stage", "held", "rows_after_crash"),
     [
@@ -189,7 +192,9 @@ def test_crash_then_new_run_after_lease_gives_exactly_one_row_per_document(
     """A crash after claiming (before loading) or after the PostgreSQL commit (before
     the MongoDB marks): the next run after the lease takes the claims again."""
     readings.insert_many([reading(i) for i in range(25)])
-    settings = etl_settings(ETL_BATCH_SIZE="10", ETL_LEASE_SECONDS="0.3", ETL_SERIES="temperature")
+    # The lease must outlast the second run, which must see the claims still held; on a
+    # busy machine that run has taken over a second, so the lease is a generous 5 s.
+    settings = etl_settings(ETL_BATCH_SIZE="10", ETL_LEASE_SECONDS=str(LEASE_S), ETL_SERIES="temperature")
 
     crashing = EtlService(db_url, settings, CrashAt(MockSource(settings, mongo), stage))
     with pytest.raises(Crash):
@@ -206,7 +211,7 @@ def test_crash_then_new_run_after_lease_gives_exactly_one_row_per_document(
     assert conn.execute("SELECT status, error FROM etl_runs WHERE id = %s", (crashed,)).fetchone() == (
         "failed", runs.ABANDONED)
 
-    time.sleep(0.4)  # past the lease
+    time.sleep(LEASE_S + 0.2)  # past the lease
     third = etl(settings).run(max_batches=0)
     assert third.claimed == held
     assert (third.inserted, third.unchanged) == (held - rows_after_crash, rows_after_crash)
