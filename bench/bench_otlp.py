@@ -128,7 +128,11 @@ def start_proxy(url: str, workers: int, threads: int) -> tuple[subprocess.Popen,
            "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000"}
     proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", str(workers),
                              "--threads", str(threads)], env=env, cwd=ROOT)
-    wait_ready(port)
+    try:
+        wait_ready(port, timeout=300)  # a shared machine can take minutes to start gunicorn
+    except SystemExit:
+        proc.terminate()
+        raise
     return proc, port
 
 
