@@ -367,6 +367,11 @@ def test_more_samples_than_a_request_may_carry_is_a_413(make_app, db_url):
     client = make_app(PROXY_MAX_SAMPLES_PER_REQUEST=3).test_client()
     status = failure(post(client, export_request(gauge("g", 1.0, 2.0, 3.0, 4.0)), JSON), 413)
     assert "PROXY_MAX_SAMPLES_PER_REQUEST" in status.message
+    # A histogram of many buckets is counted before it is mapped.
+    wide = pb.Metric(name="h", histogram=pb.Histogram(aggregation_temporality=CUMULATIVE, data_points=[
+        pb.HistogramDataPoint(time_unix_nano=now_ns(), count=0, explicit_bounds=range(100_000))]))
+    status = failure(post(client, export_request(wide), PROTOBUF), 413, PROTOBUF)
+    assert "100004 samples" in status.message
     assert names(db_url) == set()
 
 

@@ -699,6 +699,27 @@ def _prometheus_type(metric) -> str:
     return ""
 
 
+def sample_count(request: ExportMetricsServiceRequest) -> int:
+    """The most samples (and markers) a request can make, counted before mapping it,
+    so that a request past a limit costs no more than its decoding: a number point
+    makes one, a histogram point one per bucket plus ``_count`` and ``_sum``, a
+    summary point one per quantile plus ``_count`` and ``_sum``; ``target_info`` one
+    per resource."""
+    total = 0
+    for rm in request.resource_metrics:
+        total += 1
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind in ("gauge", "sum"):
+                    total += len(getattr(metric, kind).data_points)
+                elif kind == "histogram":
+                    total += sum(len(p.explicit_bounds) + 3 for p in metric.histogram.data_points)
+                elif kind == "summary":
+                    total += sum(len(p.quantile_values) + 2 for p in metric.summary.data_points)
+    return total
+
+
 def translate(request: ExportMetricsServiceRequest, limits: SeriesLimits, window: Window
               ) -> Translation:
     """The batch of a request, and what of it was refused (never raises for bad data)."""
