@@ -201,13 +201,15 @@ def export_metrics() -> Response:
             message = otlp.decode(body, encoding)
         except otlp.DecodeError as exc:
             raise ApiError(400, str(exc)) from None
+        most = otlp.sample_count(message)
+        if most > settings.max_samples:
+            metrics.SAMPLES_REJECTED.labels("too_many_samples").inc(most)
+            raise ApiError(413, f"this request makes up to {most} samples (a histogram point "
+                                f"one per bucket, plus _count and _sum); the limit is "
+                                f"{settings.max_samples} (PROXY_MAX_SAMPLES_PER_REQUEST): export "
+                                f"smaller batches", count=most, limit=settings.max_samples)
         tr = otlp.translate(message, limits, _window(st))
     size = len(tr.batch.rows) + len(tr.batch.stale)
-    if size > settings.max_samples:
-        metrics.SAMPLES_REJECTED.labels("too_many_samples").inc(len(tr.batch.rows))
-        raise ApiError(413, f"this request makes {size} samples; the limit is "
-                            f"{settings.max_samples} (PROXY_MAX_SAMPLES_PER_REQUEST): export "
-                            f"smaller batches", count=size, limit=settings.max_samples)
     if tr.rejected:
         metrics.SAMPLES_REJECTED.labels("invalid").inc(tr.rejected)
     if tr.points and tr.rejected == tr.points:
