@@ -51,7 +51,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgpulse import __version__
+from pgpulse import __version__, tiers
 from pgpulse.db import connect, redact
 
 MANIFEST = "manifest.json"
@@ -642,15 +642,34 @@ def _prepare_extensions(conn: psycopg.Connection, wanted: dict[str, str]) -> Non
             sql.Identifier(name), sql.Literal(version)))
 
 
-def _create_group_roles(conn: psycopg.Connection) -> None:
-    # Roles live in the cluster, not the dump; the archive's GRANTs need them.
-    for role in GROUP_ROLES:
+def _create_group_roles(conn: psycopg.Connection, timescale: bool) -> None:
+    # Roles live in the cluster, not the dump; the archive's GRANTs need them. The
+    # owner of the continuous aggregates has LOGIN (no password), as revision 0007
+    # makes it: TimescaleDB runs policy jobs as their aggregate's owner.
+    roles = [(r, "NOLOGIN") for r in GROUP_ROLES] + ([(tiers.TIERS_ROLE, "LOGIN")] if timescale else [])
+    for role, login in roles:
         conn.execute(sql.SQL(
             "DO $$ BEGIN "
             "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN "
-            "CREATE ROLE {role} NOLOGIN; END IF; "
+            "CREATE ROLE {role} {login}; END IF; "
             "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; "
-            "END $$").format(name=sql.Literal(role), role=sql.Identifier(role)))
+            "END $$").format(name=sql.Literal(role), role=sql.Identifier(role), login=sql.SQL(login)))
+
+
+def _own_tiers(conn: psycopg.Connection) -> None:
+    """Hand the continuous aggregates back to ``pgpulse_tiers`` (``pg_restore
+    --no-owner`` gave them to the user restoring), which the writer group may SET
+    ROLE to for ``pgpulse tiers refresh`` (revision 0007)."""
+    role = sql.Identifier(tiers.TIERS_ROLE)
+    superuser, member = conn.execute(
+        "SELECT rolsuper, pg_has_role(current_user, %s, 'MEMBER') FROM pg_roles WHERE rolname = current_user",
+        (tiers.TIERS_ROLE,)).fetchone()
+    if not (superuser or member):
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
+    for cagg in tiers.CAGGS:
+        conn.execute(sql.SQL("ALTER MATERIALIZED VIEW {} OWNER TO {}").format(sql.Identifier(cagg), role))
+    inherit = " WITH INHERIT FALSE, SET TRUE" if conn.info.server_version >= 160000 else ""
+    conn.execute(sql.SQL("GRANT {} TO pgpulse_writer" + inherit).format(role))
 
 
 _EXTENSION_ENTRY = re.compile(r"^\s*\d+;\s+\d+\s+\d+\s+(EXTENSION|COMMENT - EXTENSION)\s")
@@ -749,7 +768,7 @@ def _load(url: str, dump: Path, manifest: Manifest, tools: PgTools, conninfo: st
     timescale = "timescaledb" in manifest.extensions
     with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
         _prepare_extensions(conn, manifest.extensions)
-        _create_group_roles(conn)
+        _create_group_roles(conn, timescale)
         if timescale:
             conn.execute("SELECT timescaledb_pre_restore()")
     done = 0
@@ -778,6 +797,10 @@ def _load(url: str, dump: Path, manifest: Manifest, tools: PgTools, conninfo: st
         if timescale:
             with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
                 conn.execute("SELECT timescaledb_post_restore()")
+    if timescale:
+        with connect(url, autocommit=True, application_name=APPLICATION_NAME) as conn:
+            if conn.execute("SELECT to_regclass('samples_5m') IS NOT NULL").fetchone()[0]:
+                _own_tiers(conn)
 
 
 def latest_backup(root: Path = Path("backups")) -> Path | None:

@@ -34,13 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"pgpulse: {exc}", file=sys.stderr)
         return 2
-    except psycopg.OperationalError as exc:
-        # The message names host and database, never the password.
+    except psycopg.Error as exc:
+        # One line, never a traceback. The message names host and database, never
+        # the password.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"pgpulse: cannot reach the database: {first}", file=sys.stderr)
+        if _unreachable(exc):
+            print(f"pgpulse: cannot reach the database: {first}", file=sys.stderr)
+        else:
+            print(f"pgpulse: database error: {first}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _unreachable(exc: psycopg.Error) -> bool:
+    """A failure to connect (no SQLSTATE from libpq; connection, authorisation or
+    unknown-database classes), as opposed to an error a statement met."""
+    return isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate[:2] in ("08", "28", "3D")
+    )
 
 
 if __name__ == "__main__":

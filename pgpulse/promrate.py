@@ -39,31 +39,63 @@ def extrapolated_rate(samples: Sequence[Sample], window_start: int, window_end: 
     stop inside the window). At the start, never past the time where the counter,
     followed back at its average slope, would have been zero.
     """
-    if len(samples) < 2:
+    return extrapolate([t for t, _ in samples], [v for _, v in samples], window_start, window_end,
+                       counter=True, per_second=True, unit=US_PER_S, zero_clamp_first=False)
+
+
+def extrapolate(times: Sequence[int], values: Sequence[float], window_start: int, window_end: int,
+                *, counter: bool, per_second: bool, unit: int, zero_clamp_first: bool
+                ) -> float | None:
+    """Prometheus's extrapolatedRate: ``rate`` (counter, per second), ``increase``
+    (counter) and ``delta`` (neither) of the samples in one window.
+
+    ``unit``: time units per second (1000 for PromQL's milliseconds).
+    ``zero_clamp_first``: where the start is clamped at the counter's zero point.
+    Prometheus 2.x clamps first and then compares the gap with the extrapolation
+    threshold (PromQL here answers as 2.42 does); Prometheus 3 compares first and
+    clamps the result (the native API's ``agg=rate``, :func:`extrapolated_rate`).
+    """
+    if len(values) < 2:
         return None
-    (first_t, first_v), (last_t, last_v) = samples[0], samples[-1]
+    first_t, last_t = times[0], times[-1]
     if last_t == first_t:
         return None
-    increase = last_v - first_v
-    for (_, prev), (_, cur) in zip(samples, samples[1:], strict=False):
-        if cur < prev:
-            # A reset: the counter went back to zero and counted ``cur`` since, so the
-            # increase up to the reset (``prev``) is added back.
-            increase += prev
+    first_v = values[0]
+    increase = values[-1] - first_v
+    if counter:
+        prev = first_v
+        for cur in values[1:]:
+            if cur < prev:
+                # A reset: the counter went back to zero and counted ``cur`` since, so
+                # the increase up to the reset (``prev``) is added back.
+                increase += prev
+            prev = cur
 
-    sampled = (last_t - first_t) / US_PER_S
-    average = sampled / (len(samples) - 1)
+    sampled = (last_t - first_t) / unit
+    average = sampled / (len(values) - 1)
     threshold = average * 1.1
-    to_start = (first_t - window_start) / US_PER_S
-    to_end = (window_end - last_t) / US_PER_S
+    to_start = (first_t - window_start) / unit
+    to_end = (window_end - last_t) / unit
+    clamp = counter and increase > 0 and first_v >= 0
+    if zero_clamp_first and clamp:
+        # A counter cannot have been below zero: stop where it would have been zero.
+        to_start = min(to_start, sampled * (first_v / increase))
+    if zero_clamp_first:
+        interval = sampled + (to_start if to_start < threshold else average / 2)
+        interval += to_end if to_end < threshold else average / 2
+        factor = interval / sampled
+        if per_second:
+            factor /= (window_end - window_start) / unit
+        return increase * factor
     if to_start >= threshold:
         to_start = average / 2
-    if increase > 0 and first_v >= 0:
-        # A counter cannot have been below zero: stop where it would have been zero.
+    if clamp:
         to_start = min(to_start, sampled * (first_v / increase))
     if to_end >= threshold:
         to_end = average / 2
-    window = (window_end - window_start) / US_PER_S
+    window = (window_end - window_start) / unit
+    if not per_second:
+        return increase * (sampled + to_start + to_end) / sampled
     return increase * (sampled + to_start + to_end) / sampled / window
 
 

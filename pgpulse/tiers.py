@@ -16,6 +16,7 @@ portable mode pgpulse's scheduler calls ``pgpulse_refresh_tiers`` and
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -246,6 +247,11 @@ def store_columns(family: str) -> list[str]:
 
 # -- keeping the tiers fresh -------------------------------------------------------------
 
+# The role that owns the continuous aggregates (revision 0007).
+TIERS_ROLE = "pgpulse_tiers"
+# How long a refresh waits for a policy job refreshing an overlapping window.
+REFRESH_RETRY = timedelta(minutes=5)
+
 
 def _last_complete(now: datetime, t: Tier) -> datetime:
     """The end of ``t``'s last complete bucket at ``now`` (the start of the open one)."""
@@ -260,7 +266,10 @@ def refresh(url: str, settings: CoreSettings, *, backfill: bool = False) -> list
     Timescale: each continuous aggregate from a day inside its source's retention up
     to its last complete bucket (TimescaleDB re-materialises only invalidated
     ranges). Never a NULL end: that would materialise the open bucket and move the
-    watermark past it, so real-time aggregation would stop covering it.
+    watermark past it, so real-time aggregation would stop covering it. The refresh
+    runs as ``TIERS_ROLE``, the aggregates' owner (only an owner may refresh), which
+    the writer group may ``SET ROLE`` to (revision 0007); a window a policy job is
+    refreshing at the same moment is retried until ``REFRESH_RETRY`` has passed.
     """
     retention = Retention.from_settings(settings)
     with connect(url, autocommit=True) as conn:
@@ -275,10 +284,32 @@ def refresh(url: str, settings: CoreSettings, *, backfill: bool = False) -> list
             raise RuntimeError("the database is not migrated: run `pgpulse migrate`")
         now = conn.execute("SELECT now()").fetchone()[0]
         done = []
-        for cagg, start, end in refresh_windows(now, retention):
-            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (cagg, start, end))
-            done.append((cagg, None))
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(TIERS_ROLE)))
+        try:
+            for cagg, start, end in refresh_windows(now, retention):
+                _refresh_cagg(conn, cagg, start, end)
+                done.append((cagg, None))
+        finally:
+            if not conn.closed:
+                conn.execute("RESET ROLE")
         return done
+
+
+
+def _refresh_cagg(conn: psycopg.Connection, cagg: str, start: datetime, end: datetime) -> None:
+    """``refresh_continuous_aggregate`` over [start, end), again while TimescaleDB says
+    another refresh of an overlapping window (its policy job) is running."""
+    deadline = time.monotonic() + REFRESH_RETRY.total_seconds()
+    pause = 0.2
+    while True:
+        try:
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s, %s)", (cagg, start, end))
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def refresh_windows(now: datetime, retention: Retention) -> list[tuple[str, datetime, datetime]]:

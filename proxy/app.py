@@ -36,6 +36,7 @@ from pgpulse.store.series import SeriesLimits
 from pgpulse.tiers import Retention
 from proxy import auth, errors, metrics
 from proxy.db import make_pool
+from proxy.ratelimit import RateLimits
 from proxy.settings import ProxySettings
 from proxy.state import EXTENSION, ProxyState
 
@@ -45,12 +46,16 @@ log = logging.getLogger("proxy")
 BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.ops",
     "proxy.api.ingest",
+    "proxy.api.influx",
     "proxy.api.remote_write",
+    "proxy.api.otlp",
     "proxy.api.query",
+    "proxy.api.prom_api",
     "proxy.api.hosts",
     "proxy.api.discovery",
     "proxy.api.export",
     "proxy.api.sync",
+    "proxy.api.admin",
     "proxy.api.openapi",
 )
 
@@ -102,6 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | 
         database_url=core.database_url,
         pool=pool,
         retention=Retention.from_settings(core),
+        ratelimit=RateLimits(settings),
         etl=etl,
         etl_off=etl_off,
     )

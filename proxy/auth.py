@@ -12,6 +12,10 @@ never in the URL, where proxies and logs would keep them:
 Views declare what they need with ``@require_scope("query")`` (or "ingest",
 "admin"); an admin key may do everything. With PGPULSE_AUTH=off the decorator lets
 every request through.
+
+Wrong or revoked keys and malformed credentials count against the failed
+authentications of the client address (``proxy.ratelimit``); views of the ``query``
+scope are charged one request of the query rate limits here, after authentication.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from pgpulse.store import keys
+from pgpulse.store.audit import Actor
 from pgpulse.store.errors import UnknownKey
 from pgpulse.store.keys import KEY_PATTERN, SCOPES, hash_key
+from proxy import ratelimit
 from proxy.errors import ApiError
 from proxy.state import state
 
@@ -91,12 +97,15 @@ def _verify(key: str) -> tuple[int, frozenset[str]]:
     cached = st.key_cache.get(digest)
     if cached and cached[0] > now:
         return cached[1], cached[2]
-    # Runs at most once per cache period per key and process.
+    # Runs at most once per cache period per key and process; an address that used up
+    # its failed authentications is refused before the database is asked.
+    ratelimit.check_auth_failures()
     try:
         with st.connection() as conn:
             key_id, scopes = keys.verify(conn, digest)
     except UnknownKey as exc:
         st.key_cache.pop(digest, None)
+        ratelimit.auth_failed()
         raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
     entry = (now + st.settings.key_cache_s, key_id, scopes)
     if st.settings.key_cache_s > 0:
@@ -112,7 +121,11 @@ def authenticate(scope: str) -> None:
     g.api_key_id = None
     if not state().settings.auth:
         return
-    key = presented_key()
+    try:
+        key = presented_key()
+    except ApiError:
+        ratelimit.auth_failed()  # malformed credentials are a failed attempt too
+        raise
     if key is None:
         raise ApiError(
             401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
@@ -125,6 +138,11 @@ def authenticate(scope: str) -> None:
     g.api_key_id = key_id
 
 
+def actor() -> Actor:
+    """Who makes the current request, for the audit log: its key and address."""
+    return Actor.api(g.get("api_key_id"), request.remote_addr)
+
+
 def require_scope(scope: str) -> Callable[[F], F]:
     """Decorator: the view needs a key with ``scope`` (or admin) when auth is on."""
     if scope not in SCOPES:
@@ -134,6 +152,8 @@ def require_scope(scope: str) -> Callable[[F], F]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             authenticate(scope)
+            if scope == "query":
+                ratelimit.charge_query()
             return view(*args, **kwargs)
 
         wrapper.required_scope = scope  # type: ignore[attr-defined]  # read by the OpenAPI builder

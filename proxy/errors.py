@@ -85,6 +85,20 @@ def bad_request(message: str, **details: Any) -> ApiError:
     return ApiError(400, message, **details)
 
 
+def rate_limited(message: str, *, limit: int, remaining: int, reset_s: int, **details: Any) -> ApiError:
+    """A 429 over a rate limit: ``Retry-After`` and the ``RateLimit-Limit``,
+    ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers (seconds until the window
+    resets), the same figures in the body."""
+    headers = {
+        "Retry-After": str(reset_s),
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset_s),
+    }
+    return ApiError(429, message, headers=headers, limit=limit, remaining=remaining,
+                    retry_after=reset_s, **details)
+
+
 # What each refusal of the store answers over HTTP; the body is the error's message
 # and details, so a client sees what the store said.
 STORE_STATUS: dict[type[StoreError], int] = {

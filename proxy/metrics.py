@@ -44,6 +44,14 @@ SAMPLES_REJECTED = Counter(
 SNAPSHOTS_INGESTED = Counter(
     "pgpulse_proxy_snapshots_ingested_total", "Host snapshots written (duplicates not counted)"
 )
+RATE_LIMITED = Counter(
+    "pgpulse_proxy_rate_limited_total", "Requests refused by a rate limit, by kind of limit",
+    ["kind"],
+)
+RATELIMIT_STORAGE_ERRORS = Counter(
+    "pgpulse_proxy_ratelimit_storage_errors_total",
+    "Rate-limit counts that fell back to process memory because Redis did not answer",
+)
 SERIES = Gauge(
     "pgpulse_proxy_series", "Series in the catalogue (read at scrape time)", multiprocess_mode="max"
 )

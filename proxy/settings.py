@@ -1,5 +1,9 @@
 """Settings of the proxy (the HTTP API): listening, auth, limits, database pool.
 
+The rate limits (PROXY_RATELIMIT_*) are read by ``proxy.ratelimit``; each is a rate in
+the notation of the ``limits`` library ("1000000/second", "20/minute;200/hour") or
+``off``.
+
 The series limits (PROXY_MAX_SERIES, PROXY_MAX_SERIES_PER_METRIC, PROXY_MAX_LABELS,
 PROXY_MAX_LABEL_VALUE_LENGTH) are core settings (``pgpulse.settings``): every writer
 of series obeys them, the ETL as well as ingest.
@@ -13,8 +17,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from limits import parse_many
+
 from pgpulse import config
-from pgpulse.config import setting
+from pgpulse.config import SettingsError, setting
+
+RATE_ACCEPTS = "a rate such as 100/second or 20/minute;200/hour (limits notation), or off"
+
+
+def as_rate(name: str, raw: str) -> str | None:
+    """A rate in the notation of the ``limits`` library, checked now; ``off``: no limit."""
+    text = raw.strip()
+    if text.lower() in ("off", "none", "0"):
+        return None
+    try:
+        parse_many(text)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected {RATE_ACCEPTS}") from None
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +177,55 @@ class ProxySettings:
         parse=config.as_optional_str, accepts="a directory path or empty",
     )
 
+    ratelimit: bool = setting(
+        "PROXY_RATELIMIT", True,
+        "Enforce the PROXY_RATELIMIT_* limits (on), or none of them (off).",
+        parse=config.as_bool, accepts="on, off",
+    )
+    redis_url: str | None = setting(
+        "REDIS_URL", None,
+        "Redis holding the rate-limit counters, shared by every worker and every proxy "
+        "process (the full stack sets redis://redis:6379/0). Empty: each process counts in "
+        "its own memory, so with N workers a client may get up to N times a limit. Also "
+        "read from REDIS_URL_FILE.",
+        parse=config.as_url("redis", "rediss", "redis+unix"), accepts="redis:// URL or empty",
+        secret=True,
+    )
+    ratelimit_namespace: str = setting(
+        "PROXY_RATELIMIT_NAMESPACE", "pgpulse",
+        "Prefix of this installation's rate-limit counters, so that several installations "
+        "may share one Redis.",
+        parse=config.as_str, accepts="text",
+    )
+    ratelimit_ingest_key: str | None = setting(
+        "PROXY_RATELIMIT_INGEST_PER_KEY", "1000000/second",
+        "Samples (and snapshots) one API key may send, on every ingest endpoint together; "
+        "beyond it 429 with Retry-After.",
+        parse=as_rate, accepts=RATE_ACCEPTS,
+    )
+    ratelimit_ingest_address: str | None = setting(
+        "PROXY_RATELIMIT_INGEST_PER_ADDRESS", "1000000/second",
+        "Samples (and snapshots) one client address may send, whatever its keys.",
+        parse=as_rate, accepts=RATE_ACCEPTS,
+    )
+    ratelimit_query_key: str | None = setting(
+        "PROXY_RATELIMIT_QUERY_PER_KEY", "200/second",
+        "Requests one API key may make to the endpoints of the query scope (queries, "
+        "discovery, export, readings).",
+        parse=as_rate, accepts=RATE_ACCEPTS,
+    )
+    ratelimit_query_address: str | None = setting(
+        "PROXY_RATELIMIT_QUERY_PER_ADDRESS", "200/second",
+        "Requests one client address may make to the endpoints of the query scope.",
+        parse=as_rate, accepts=RATE_ACCEPTS,
+    )
+    ratelimit_auth_failures: str | None = setting(
+        "PROXY_RATELIMIT_AUTH_FAILURES", "30/minute;300/hour",
+        "Wrong or revoked API keys one client address may present; past it every "
+        "authentication from that address is refused (429) until the window ends, even "
+        "with a valid key. A request without a key is not counted.",
+        parse=as_rate, accepts=RATE_ACCEPTS,
+    )
 
 def load_proxy(environ: Mapping[str, str] | None = None, **overrides) -> ProxySettings:
     return config.load(ProxySettings, environ, **overrides)

@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from flask import current_app
@@ -18,6 +18,9 @@ from pgpulse.store.series import SeriesCache
 from pgpulse.tiers import Retention
 from proxy.settings import ProxySettings
 
+if TYPE_CHECKING:
+    from proxy.ratelimit import RateLimits
+
 EXTENSION = "pgpulse_proxy"
 
 
@@ -28,6 +31,8 @@ class ProxyState:
     database_url: str
     pool: ConnectionPool
     retention: Retention
+    # The rate limits and their counters (proxy.ratelimit), built by create_app.
+    ratelimit: RateLimits
     # The ETL service of the sync endpoints, built by create_app; None when the ETL is
     # off, and then etl_off says why (the endpoints answer 503 with it).
     etl: EtlService | None = None
@@ -50,6 +55,7 @@ class ProxyState:
         """Release the pool and the ETL's MongoDB client."""
         if self.etl is not None:
             self.etl.close()
+        self.ratelimit.close()
         self.pool.close()
 
 

@@ -6,6 +6,13 @@ PGPULSE_TEST_PG_HOST / _PORT / _USER), else a throwaway embedded PostgreSQL (the
 no server at all. Databases are made and dropped with pytest-postgresql's janitor:
 the schema is migrated once into a template database, and every test gets its own
 copy of it, so tests never see each other's rows.
+
+The engine the template is migrated with is ``PGPULSE_TEST_ENGINE`` (``portable``,
+the default, or ``timescale``, which needs a server with TimescaleDB preloaded). A
+test about one engine's mechanism says so with ``@pytest.mark.engine("portable")``
+(or ``"timescale"``); on the other engine it is deselected, and the terminal
+summary lists what was left out and why (docs/storage.md, "Running the tests on
+each engine").
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgpulse import schema
@@ -29,6 +37,52 @@ from pgpulse.settings import CoreSettings, load_core
 pytest_plugins = ["proxy_helpers"]
 
 _counter = itertools.count()
+
+ENGINES = ("portable", "timescale")
+ENGINE = os.environ.get("PGPULSE_TEST_ENGINE", "portable")
+_deselected: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if ENGINE not in ENGINES:
+        raise pytest.UsageError(f"PGPULSE_TEST_ENGINE={ENGINE!r}: expected one of {', '.join(ENGINES)}")
+    config.addinivalue_line(
+        "markers", "engine(name): the test is about that engine's mechanism and runs only when "
+        "PGPULSE_TEST_ENGINE is that engine (deselected, and listed, otherwise)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("engine")
+        if marker is not None:
+            unknown = set(marker.args) - set(ENGINES)
+            if unknown or not marker.args:
+                raise pytest.UsageError(f"{item.nodeid}: engine marker needs one of {', '.join(ENGINES)}")
+            if ENGINE not in marker.args:
+                drop.append(item)
+                continue
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        _deselected.extend(item.nodeid for item in drop)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    terminalreporter.write_sep("-", f"engine: {ENGINE}")
+    if not _deselected:
+        terminalreporter.write_line("no test deselected for the engine")
+        return
+    other = [e for e in ENGINES if e != ENGINE]
+    terminalreporter.write_line(
+        f"{len(_deselected)} tests deselected: they are about the {'/'.join(other)} engine's mechanism "
+        f"(run them with PGPULSE_TEST_ENGINE={other[0]})"
+    )
+    if config.getoption("verbose") > 0:
+        for nodeid in _deselected:
+            terminalreporter.write_line(f"  {nodeid}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +109,13 @@ def _answers(server: PgServer) -> bool:
 
 
 @pytest.fixture(scope="session")
+def test_engine() -> str:
+    """The engine under test (``PGPULSE_TEST_ENGINE``): what ``auto`` resolves to on the
+    server under test, and the mode of every ``db_url``."""
+    return ENGINE
+
+
+@pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Iterator[PgServer]:
     server = PgServer(
         os.environ.get("PGPULSE_TEST_PG_HOST", "127.0.0.1"),
@@ -74,14 +135,24 @@ def pg_server(tmp_path_factory) -> Iterator[PgServer]:
 
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> Iterator[str]:
-    """A database migrated to head in portable mode, cloned by every ``db_url``."""
+    """A database migrated to head with the engine under test, cloned by every ``db_url``.
+
+    Once migrated it takes no more connections: TimescaleDB's background workers
+    (the scheduler of each database) would otherwise connect to it, and a database
+    someone is connected to cannot be cloned.
+    """
     name = f"pgpulse_tpl_{os.getpid()}"
     janitor = pg_server.janitor(name, as_template=True)
     janitor.init()
     try:
-        schema.upgrade(pg_server.url(name), "portable")
+        schema.upgrade(pg_server.url(name), ENGINE)
         with psycopg.connect(pg_server.url(name)) as conn:
             schema.configure(conn, load_core({}))
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+            # A worker that connected before is let go.
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
         yield name
     finally:
         janitor.drop()
@@ -95,7 +166,7 @@ def _fresh_db(pg_server: PgServer, template: str | None) -> Iterator[str]:
 
 @pytest.fixture
 def db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
-    """URL of a fresh database of its own, migrated to head (portable engine)."""
+    """URL of a fresh database of its own, migrated to head with the engine under test."""
     yield from _fresh_db(pg_server, template_db)
 
 

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -193,3 +194,38 @@ class PGliteRunner:
             f"--- SQL of step {index} ---\n{_excerpt(sql, details.get('position'))}",
             step=index, sql=sql, details=details,
         )
+
+
+# -- the same steps on a real TimescaleDB server ---------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+# Pauses every policy job of the database: a test that runs them itself with
+# ``run_job`` (as it must on PGlite, which has no background workers) decides when
+# they run on a real server too. A no-op on PGlite.
+PAUSE_JOBS = Step(
+    "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs WHERE job_id >= 1000",
+    exec=True,
+)
+
+
+def run_on_server(url: str, steps: Sequence[Step | str]) -> list[list[dict[str, Any]] | None]:
+    """Run ``steps`` as :meth:`PGliteRunner.run` does, on the real server database
+    ``url`` (already migrated: callers leave their DDL step out). Timestamps come
+    back as ``datetime``, where PGlite gives ISO strings."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    out: list[list[dict[str, Any]] | None] = []
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        for s in steps:
+            s = exec_(s) if isinstance(s, str) else s
+            if s.exec:
+                conn.execute(s.sql.encode())  # no parameters: several statements allowed
+                out.append(None)
+                continue
+            order = [int(n) - 1 for n in _PLACEHOLDER.findall(s.sql)]
+            text = _PLACEHOLDER.sub("%s", s.sql.replace("%", "%%"))
+            cur = conn.execute(text.encode(), [s.params[i] for i in order])
+            out.append(cur.fetchall() if cur.description else [])
+    return out

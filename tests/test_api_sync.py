@@ -132,6 +132,12 @@ def test_rejects_and_replay_over_http(etl_app, readings):
     assert r.json["run"]["trigger"] == "replay" and r.json["run"]["loaded"] == 1
     assert client.get("/api/sync/rejects").json["rejects"] == []
     assert len(client.get("/api/sync/rejects?all=true").json["rejects"]) == 1
+    # The replay is in the audit log, and so is one that found nothing open.
+    error_of(client.post("/api/sync/rejects/replay", json={"all": True}), 400)
+    logged = client.get("/api/audit?action=reject.replay").json["entries"]
+    assert [(e["outcome"], e["actor"]) for e in logged] == [("refused", "anonymous"), ("ok", "anonymous")]
+    assert logged[1]["details"]["ids"] == [rejects[0]["id"]] and logged[1]["details"]["loaded"] == 1
+    assert logged[1]["details"]["run_id"] == r.json["run"]["run_id"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from pgpulse import backup as backups
 from pgpulse.cli import main
+from pgpulse.store import audit
 
 POPULATE = """
 INSERT INTO series (name, labels, type)
@@ -213,6 +214,13 @@ def test_cli_backup_and_restore(populated, tmp_path, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert "every table matches" in out
     assert "verifying row counts and checksums" in err
+    # Both attempts are in the audit log: the refused one was recorded in the database
+    # that the forced restore then replaced, so only the restore itself remains.
+    with psycopg.connect(populated) as conn:
+        logged, _ = audit.list_entries(conn, audit.Filters(action="restore"))
+    assert [(e["outcome"], e["target"], e["details"]["force"]) for e in logged] == [
+        ("ok", str(written.resolve()), True)]
+    assert logged[0]["actor"].startswith("cli:")
 
 
 def test_tools_match_the_server_major(populated):

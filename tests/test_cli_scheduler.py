@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 from test_cli_up import pgpulse, pgpulse_env, wait_for
 
 from pgpulse import schema
@@ -18,6 +19,7 @@ def test_refuses_a_database_not_at_head(empty_db_url, tmp_path):
     assert "run `pgpulse migrate` first" in proc.stderr
 
 
+@pytest.mark.engine("portable")  # pgpulse's scheduler rolls up only there
 def test_rolls_up_and_stops_cleanly(db_url, tmp_path):
     env = pgpulse_env(tmp_path, DATABASE_URL=db_url, PGPULSE_ROLLUP_INTERVAL_SECONDS="1")
     with psycopg.connect(db_url, autocommit=True) as conn:

@@ -10,7 +10,9 @@ bucket by bucket, on both engines:
   (the invalidation log of revision 0003 names the late buckets);
 * timescale: PGlite with TimescaleDB (``tests/pglite_runner.py``), each refresh
   policy job run once, 5m before 1h, as TimescaleDB's scheduler would (PGlite has no
-  background workers).
+  background workers); and the same steps on the real TimescaleDB server under test
+  when the suite runs with ``PGPULSE_TEST_ENGINE=timescale`` (its scheduler paused,
+  so the test runs the jobs when it means to).
 """
 
 # ruff: noqa: S608 - the SQL here is composed of this file's constants, never of values
@@ -24,7 +26,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from pglite_runner import PGliteRunner, exec_, query
+from pglite_runner import PAUSE_JOBS, PGliteRunner, Step, exec_, query, run_on_server
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgpulse import scheduler, schema, tiers
@@ -149,6 +152,7 @@ def _check(results: dict[str, tuple[list[dict], list[dict]]]) -> None:
     assert sum(r["snapshots"] for r in results["system_metrics_5m"][0] if r["host"] == "beta") == 12
 
 
+@pytest.mark.engine("portable")
 def test_late_data_reaches_every_tier_portable(db_url):
     settings = dataclasses.replace(
         schema_settings(db_url), raw_retention_days=30, retention_5m_days=90, retention_1h_days=365
@@ -199,12 +203,13 @@ POLICY_CYCLE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def timescale_results() -> dict[str, Any]:
-    steps = [
-        exec_(schema.offline_sql("timescale")),
+def _late_steps() -> list[Step]:
+    """The timescale scenario after the DDL: on-time data, a policy cycle, late data,
+    policy cycles, then each tier and the same from raw."""
+    return [
         query("SELECT pgpulse_configure($1::interval, $2::interval, $3::interval, $4::interval, $5::interval)",
               *RETENTION),
+        PAUSE_JOBS,
         query(SET_BASE.format("$1"), BASE.isoformat()),
         exec_(SERIES),
         exec_(ON_TIME),
@@ -223,11 +228,18 @@ def timescale_results() -> dict[str, Any]:
         *(query(READS[name]) for name in READS),
         *(query(FROM_RAW[name]) for name in READS),
     ]
-    results = PGliteRunner().run(steps)
+
+
+def _late_results(results: list) -> dict[str, Any]:
     n = len(READS)
     tiers, raw = results[-2 * n:-n], results[-n:]
     return {"before": results[-2 * n - 2 * len(POLICY_CYCLE) - 1],
             "tiers": dict(zip(READS, zip(tiers, raw, strict=True), strict=True))}
+
+
+@pytest.fixture(scope="module")
+def timescale_results() -> dict[str, Any]:
+    return _late_results(PGliteRunner().run([exec_(schema.offline_sql("timescale")), *_late_steps()]))
 
 
 def test_late_data_reaches_every_tier_timescale(timescale_results):
@@ -235,6 +247,13 @@ def test_late_data_reaches_every_tier_timescale(timescale_results):
     # are not in the tiers until a refresh takes them in.
     assert timescale_results["before"] == [{"n": 0}]
     _check(timescale_results["tiers"])
+
+
+@pytest.mark.engine("timescale")
+def test_late_data_reaches_every_tier_timescale_server(db_url):
+    results = _late_results(run_on_server(db_url, _late_steps()))
+    assert results["before"] == [{"n": 0}]
+    _check(results["tiers"])
 
 
 # -- `pgpulse tiers refresh`: a back-fill that ends at the last complete bucket ----------
@@ -271,6 +290,7 @@ def _check_all(results: dict[str, tuple[list[dict], list[dict]]]) -> None:
     assert len(s5) >= 2 * 24 * 12 and sum(r["count"] for r in s5) == 2 * 24 * 60 + 1 + 40
 
 
+@pytest.mark.engine("portable")
 def test_tiers_refresh_backfills_and_leaves_the_open_bucket_live_portable(db_url, monkeypatch):
     from pgpulse.cli import main
 
@@ -313,3 +333,31 @@ def test_tiers_refresh_backfills_and_leaves_the_open_bucket_live_timescale():
     results = PGliteRunner().run(steps)
     n = len(READS)
     _check_all(dict(zip(READS, zip(results[-2 * n:-n], results[-n:], strict=True), strict=True)))
+
+
+@pytest.mark.engine("timescale")
+def test_tiers_refresh_backfills_and_leaves_the_open_bucket_live_timescale_server(db_url, monkeypatch):
+    """`pgpulse tiers refresh` itself on the real server: two days loaded before any
+    refresh are in every tier after it, and a query right after it equals raw."""
+    from pgpulse.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    run_on_server(db_url, [PAUSE_JOBS])
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        conn.execute(SET_BASE.format("%s"), (BASE.isoformat(),))
+        conn.execute(SERIES)
+        conn.execute(BACKFILL)
+        assert main(["tiers", "refresh"]) == 0
+        # Materialised, not only computed in real time: the refresh back-filled two
+        # days of 5m buckets, and none of the bucket open now.
+        mat = conn.execute(
+            "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS m "
+            "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'samples_5m'"
+        ).fetchone()["m"]
+        stored = conn.execute(sql.SQL("SELECT count(*) AS n, max(bucket) AS newest FROM {}").format(
+            sql.SQL(mat))).fetchone()
+        assert stored["n"] >= 2 * 24 * 12 - 1
+        assert stored["newest"] < tiers._last_complete(datetime.now(UTC), tiers.tier("5m"))
+        conn.execute(INTO_OPEN_BUCKET)
+        _check_all({name: (conn.execute(ALL_READS[name]).fetchall(), conn.execute(ALL_FROM_RAW[name]).fetchall())
+                    for name in READS})

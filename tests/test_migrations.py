@@ -33,10 +33,11 @@ def columns(conn, relation: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_upgrade_empty_database_records_portable_engine(empty_db_url):
-    schema.upgrade(empty_db_url, "auto")  # no timescaledb on this server: auto -> portable
+def test_upgrade_empty_database_records_the_engine_auto_finds(empty_db_url, test_engine):
+    # auto: timescale where the server preloads timescaledb, else portable
+    schema.upgrade(empty_db_url, "auto")
     with psycopg.connect(empty_db_url) as conn:
-        assert engine_mode.recorded(conn) == "portable"
+        assert engine_mode.recorded(conn) == test_engine
         assert schema.current_revision(conn) == schema.head_revision()
         assert READER_RELATIONS <= relations(conn)
         assert columns(conn, "samples_5m") == SAMPLES_TIER_COLUMNS
@@ -53,7 +54,7 @@ def test_single_head():
     assert len(ScriptDirectory.from_config(schema.alembic_config()).get_heads()) == 1
 
 
-def test_downgrade_and_upgrade_populated_database(db_url):
+def test_downgrade_and_upgrade_populated_database(db_url, test_engine):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO series (name, labels) VALUES ('m', '{\"a\": \"1\"}')")
         conn.execute("INSERT INTO samples VALUES (now(), 1, 1.5)")
@@ -62,8 +63,9 @@ def test_downgrade_and_upgrade_populated_database(db_url):
     with psycopg.connect(db_url) as conn:
         assert relations(conn) <= {"alembic_version"}
         assert schema.current_revision(conn) is None
-    schema.upgrade(db_url, "portable")
+    schema.upgrade(db_url, test_engine)
     with psycopg.connect(db_url) as conn:
+        assert engine_mode.recorded(conn) == test_engine
         assert READER_RELATIONS <= relations(conn)
         assert conn.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
 
@@ -74,6 +76,7 @@ def test_upgrade_is_idempotent_at_head(db_url):
         assert schema.current_revision(conn) == schema.head_revision()
 
 
+@pytest.mark.engine("portable")  # a server without TimescaleDB
 def test_timescale_requested_where_unavailable_is_refused(empty_db_url):
     with pytest.raises(EngineError, match="timescaledb extension is not available"):
         schema.upgrade(empty_db_url, "timescale")
@@ -81,9 +84,10 @@ def test_timescale_requested_where_unavailable_is_refused(empty_db_url):
         assert schema.current_revision(conn) is None
 
 
-def test_recorded_engine_cannot_be_switched(db_url):
-    with pytest.raises(EngineError, match="migrated with the portable engine"):
-        schema.upgrade(db_url, "timescale")
+def test_recorded_engine_cannot_be_switched(db_url, test_engine):
+    other = "timescale" if test_engine == "portable" else "portable"
+    with pytest.raises(EngineError, match=f"migrated with the {test_engine} engine"):
+        schema.upgrade(db_url, other)
 
 
 @pytest.mark.parametrize("engine", ["timescale", "portable"])
@@ -104,10 +108,12 @@ def test_offline_sql_needs_explicit_engine():
         schema.offline_sql("auto")
 
 
-def test_downgrade_leaves_roles_used_by_other_databases(db_url):
+def test_downgrade_leaves_roles_used_by_other_databases(db_url, test_engine):
     # The template database still grants to the roles, so they must survive.
     schema.downgrade(db_url, "base")
     with psycopg.connect(db_url) as c:
         names = {r[0] for r in c.execute(
             "SELECT rolname FROM pg_roles WHERE rolname LIKE 'pgpulse_%'").fetchall()}
     assert {"pgpulse_reader", "pgpulse_writer"} <= names
+    if test_engine == "timescale":
+        assert "pgpulse_tiers" in names

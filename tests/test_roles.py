@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgpulse import engine as engine_mode
 from pgpulse import tiers
 
 
@@ -63,12 +64,55 @@ def test_writer_is_not_superuser_and_runs_everything(login_role, core_settings):
         conn.execute("INSERT INTO system_metrics VALUES (now(), 'h', '{}')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DROP TABLE samples")
-    # rollups and maintenance (which create and drop partitions) work as the writer
+    # rollups / refreshes (the back-fill of `pgpulse tiers refresh`) and maintenance
+    # (which creates and drops partitions) work as the writer
     settings = core_settings.__class__(**{**core_settings.__dict__, "database_url": url})
-    assert {r for r, _ in tiers.refresh(url, settings)} == set(tiers.CAGGS)
+    assert {r for r, _ in tiers.refresh(url, settings, backfill=True)} == set(tiers.CAGGS)
     assert tiers.maintain(url, settings) == 0
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT sum(count) FROM samples_5m").fetchone()[0] == 1
-        ahead = conn.execute(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass").fetchone()[0]
-        assert ahead >= 1 + settings.partitions_ahead_days
+        # the session is the writer again after the refresh
+        assert conn.execute("SELECT current_user = session_user").fetchone()[0]
+        if engine_mode.recorded(conn) == engine_mode.PORTABLE:
+            ahead = conn.execute(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass").fetchone()[0]
+            assert ahead >= 1 + settings.partitions_ahead_days
+
+
+@pytest.mark.engine("timescale")
+def test_writer_refreshes_as_the_tiers_role_but_cannot_drop_the_aggregates(login_role, core_settings, monkeypatch,
+                                                                           capsys):
+    from pgpulse.cli import main
+
+    url = login_role("pgpulse_writer")
+    with psycopg.connect(url, autocommit=True) as conn:
+        sid = conn.execute(
+            "INSERT INTO series (name, labels) VALUES ('up', '{}') RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO samples SELECT t, %s, 1 FROM generate_series("
+                     "now() - interval '2 days', now() - interval '1 hour', interval '1 minute') t", (sid,))
+        for cagg in tiers.CAGGS:
+            assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+                                (cagg,)).fetchone()[0] == tiers.TIERS_ROLE
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql.SQL("DROP MATERIALIZED VIEW {}").format(sql.Identifier(cagg)))
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["tiers", "refresh"]) == 0
+    assert "samples_5m" in capsys.readouterr().out
+    with psycopg.connect(url, autocommit=True) as conn:
+        mat = conn.execute(
+            "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) "
+            "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'samples_5m'").fetchone()[0]
+        # materialised by the refresh, not only computed in real time
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(mat))).fetchone()[0] >= 47 * 12
+
+
+def test_a_database_error_in_tiers_refresh_is_one_line(login_role, conn, monkeypatch, capsys):
+    """A login that is not in the writer group may not refresh: a clear line, no traceback."""
+    from pgpulse.cli import main
+
+    url = login_role("pgpulse_reader")
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["tiers", "refresh"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pgpulse: database error: ") and "permission denied" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+# The rollup tables, watermarks, partitions and invalidation log of the portable engine.
+pytestmark = pytest.mark.engine("portable")
+
 LATE = timedelta(hours=1)
 RAW_KEEP = timedelta(days=14)
 KEEP_5M = timedelta(days=90)

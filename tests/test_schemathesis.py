@@ -51,7 +51,11 @@ def live_proxy(db_url: str) -> Iterator[str]:
     mongo = mongomock.MongoClient(tz_aware=True)
     mongo["pgpulse"]["readings"].insert_many(
         [reading(i) for i in range(5)] + [reading(5, value=1e308)])
-    config = {"DATABASE_URL": db_url, "PGPULSE_AUTH": "on", "MONGO_URI": MONGO_URI}
+    # ignored_auth sends a wrong key to every operation on purpose: the lockout after
+    # PROXY_RATELIMIT_AUTH_FAILURES would answer the rest of the run 429 (the lockout
+    # is tested in tests/test_ratelimit.py).
+    config = {"DATABASE_URL": db_url, "PGPULSE_AUTH": "on", "MONGO_URI": MONGO_URI,
+              "PROXY_RATELIMIT_AUTH_FAILURES": "off"}
     app = create_app(config, etl_source=MockSource(load_etl(config), mongo))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -37,7 +37,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 REQUIRED = ["POSTGRES_PASSWORD", "DB_PASSWORD", "GRAFANA_DB_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD",
             "MONGO_ROOT_PASSWORD"]
-SERVERS = ["db", "mongo", "loki", "promtail", "alloy", "grafana", "proxy"]
+SERVERS = ["db", "mongo", "loki", "promtail", "alloy", "grafana", "proxy", "redis"]
 
 
 def docker_compose() -> str:
@@ -146,6 +146,8 @@ def test_start_order_waits_for_health_and_migrations(resolved):
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["proxy"]["depends_on"]["db"]["condition"] == "service_healthy"
     assert services["proxy"]["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert services["proxy"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["proxy"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert services["promtail"]["depends_on"]["loki"]["condition"] == "service_healthy"
 
 

@@ -28,6 +28,7 @@ OWNERS = {
     "etl_rejects": "pgpulse/store/etl_runs.py",
     "stale_markers": "pgpulse/store/staleness.py",
     "metric_metadata": "pgpulse/store/metadata.py",
+    "audit_log": "pgpulse/store/audit.py",
 }
 
 _NAME = r"([a-z_][a-z0-9_]*)"

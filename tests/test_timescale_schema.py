@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pglite_runner import PGliteRunner, Step, exec_, query
+from pglite_runner import PAUSE_JOBS, PGliteRunner, Step, exec_, query, run_on_server
 
 from pgpulse import schema
 
@@ -88,6 +88,10 @@ FROM generate_series(date_trunc('day', now()) - INTERVAL '5 days', now(), INTERV
 """
 
 HORIZON = "date_trunc('day', now()) - INTERVAL '3 days'"
+# Where the raw data left after dropping chunks before HORIZON begins (chunks are a
+# seventh of the raw retention, so one of them straddles HORIZON).
+OLDEST_RAW = ("(SELECT min(range_start) FROM timescaledb_information.chunks "
+              "WHERE hypertable_name = 'samples')")
 
 
 def _scenario() -> list[tuple[str, Step]]:
@@ -142,8 +146,9 @@ def _scenario() -> list[tuple[str, Step]]:
             "DO $$ BEGIN CALL run_job(pg_temp.job_of('policy_refresh_continuous_aggregate', "
             "'samples_5m')); END $$")),
         ("old_5m_after_policy", query(f"SELECT pg_temp.materialized_rows('samples_5m', {HORIZON}) AS n")),
+        ("old_5m_below_raw", query(f"SELECT pg_temp.materialized_rows('samples_5m', {OLDEST_RAW}) AS n")),
         ("full_refresh", exec_("CALL refresh_continuous_aggregate('samples_5m', NULL, NULL)")),
-        ("old_5m_after_full", query(f"SELECT pg_temp.materialized_rows('samples_5m', {HORIZON}) AS n")),
+        ("old_5m_after_full", query(f"SELECT pg_temp.materialized_rows('samples_5m', {OLDEST_RAW}) AS n")),
     ]
 
 
@@ -237,4 +242,71 @@ def test_refresh_windows_start_inside_the_retention_of_their_source(run):
     assert run["old_5m_after_policy"][0]["n"] == before
     # A refresh over the dropped range (as a back-fill over everything would do)
     # deletes them: this is TimescaleDB's behaviour that the windows guard against.
+    assert run["old_5m_below_raw"][0]["n"] > 0
     assert run["old_5m_after_full"][0]["n"] == 0
+
+
+# -- chunk intervals follow the retention, so retention drops what it should ------------
+
+# raw 4 days, 5m 4 days, 1h 8 days: chunks of 13 h (raw, 5m) and 27 h (1h), a seventh
+# of each retention in whole hours.
+SHORT = ("4 days", "4 days", "8 days", "1 hour", "3 days")
+MATERIALIZED = """
+SELECT c.view_name, extract(epoch FROM d.time_interval)::bigint AS chunk_s
+FROM timescaledb_information.continuous_aggregates c
+JOIN timescaledb_information.dimensions d
+  ON d.hypertable_schema = c.materialization_hypertable_schema
+ AND d.hypertable_name = c.materialization_hypertable_name
+UNION ALL
+SELECT hypertable_name, extract(epoch FROM time_interval)::bigint
+FROM timescaledb_information.dimensions WHERE hypertable_name IN ('samples', 'system_metrics')
+ORDER BY 1
+"""
+SIX_DAYS = """
+INSERT INTO series (name, labels) VALUES ('disk_temp', '{"host": "alpha"}');
+INSERT INTO samples (time, series_id, value)
+SELECT t, 1, 1 FROM generate_series(now() - INTERVAL '6 days', now(), INTERVAL '10 minutes') t;
+"""
+STORED_5M = """
+SELECT count(*) AS n, min(bucket) < now() - INTERVAL '5 days' AS older_than_5_days,
+       min(bucket) >= now() - INTERVAL '4 days 13 hours' AS inside_retention_and_a_chunk,
+       count(*) FILTER (WHERE bucket >= now() - INTERVAL '4 days') AS kept
+FROM (SELECT bucket FROM samples_5m) s
+"""
+
+
+def retention_steps() -> list[Step]:
+    return [
+        query(CONFIGURE, *SHORT),
+        PAUSE_JOBS,
+        query(MATERIALIZED),
+        exec_(SIX_DAYS),
+        # Materialise everything (the policy windows stay inside the raw retention).
+        query("CALL refresh_continuous_aggregate('samples_5m', NULL, "
+              "date_bin(INTERVAL '5 minutes', now(), '1970-01-01'))"),
+        query("ALTER MATERIALIZED VIEW samples_5m SET (timescaledb.materialized_only = true)"),
+        query(STORED_5M),
+        exec_("DO $$ DECLARE j integer; BEGIN SELECT job_id INTO STRICT j FROM timescaledb_information.jobs "
+              "WHERE proc_name = 'policy_retention' AND hypertable_name = 'samples_5m'; CALL run_job(j); END $$"),
+        query(STORED_5M),
+    ]
+
+
+def _check_retention(results: list) -> None:
+    chunks = {row["view_name"]: row["chunk_s"] for row in results[2]}
+    hour = 3600
+    assert chunks == {"samples": 13 * hour, "system_metrics": 13 * hour, "samples_5m": 13 * hour,
+                      "system_metrics_5m": 13 * hour, "samples_1h": 27 * hour, "system_metrics_1h": 27 * hour}
+    before, after = results[-3][0], results[-1][0]
+    assert before["older_than_5_days"] and before["n"] >= 6 * 24 * 6  # a sample every 10 minutes
+    # Everything older than the retention and one chunk is gone; nothing inside it.
+    assert after["inside_retention_and_a_chunk"] and after["kept"] == before["kept"] > 0
+
+
+def test_retention_drops_what_it_should():
+    _check_retention(PGliteRunner().run([exec_(schema.offline_sql("timescale")), *retention_steps()])[1:])
+
+
+@pytest.mark.engine("timescale")
+def test_retention_drops_what_it_should_server(db_url):
+    _check_retention(run_on_server(db_url, retention_steps()))

@@ -1,6 +1,7 @@
 """The verbs of the ``pgpulse`` command; each module registers one or more."""
 
 from pgpulse.commands import (
+    audit,
     backup,
     collect,
     config,
@@ -15,4 +16,4 @@ from pgpulse.commands import (
 )
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, audit]

@@ -165,15 +165,21 @@ def replay_command(args) -> int:
     if not args.ids and not args.all:
         return _fail("name reject ids to replay, or --all", 2)
     settings = _etl_settings()
+    asked = {"ids": args.ids or None, "all": args.all}
     with database(load_core()) as url, etl_service(url, settings) as etl:
         try:
             result = etl.replay(args.ids or None, all_open=args.all)
         except replay.ReplayError as exc:
+            _audit_replay(url, "refused", asked, error=str(exc))
             return _fail(str(exc))
         except runs.RunInProgress as exc:
+            _audit_replay(url, "refused", asked, error=str(exc))
             return _fail(f"{exc}; try again when it is done")
         except SourceError as exc:
+            _audit_replay(url, "failed", asked, error=str(exc))
             return _fail(f"replay failed: {exc}")
+        _audit_replay(url, "ok", asked, run_id=result.run.run_id, loaded=result.run.loaded,
+                      rejected=result.run.rejected)
     if args.json:
         print(json.dumps(result.as_dict(), default=str))
         return 0
@@ -183,3 +189,13 @@ def replay_command(args) -> int:
     run = result.run
     print(f"replay run {run.run_id}: {run.loaded} loaded, {run.rejected} rejected again", file=sys.stderr)
     return 0
+
+
+def _audit_replay(url: str, outcome: str, asked: dict[str, Any], **details: Any) -> None:
+    """Record a replay in the audit log (a transaction of its own: the replay ran in
+    the ETL's)."""
+    from pgpulse.store import audit
+
+    with connect(url) as conn:
+        audit.record(conn, audit.Actor.cli(), "reject.replay", outcome=outcome, **asked, **details)
+        conn.commit()

@@ -1,7 +1,8 @@
 """``pgpulse keys create|list|revoke``: API keys of the proxy.
 
 A key is printed once, when it is created; the database keeps only its hash and a
-short prefix to recognise it by.
+short prefix to recognise it by. Creations and revocations are recorded in the audit
+log (``pgpulse audit``) as ``cli:<user>``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def register(sub) -> None:
 
 
 def create(args) -> int:
-    from pgpulse.store import keys
+    from pgpulse.store import audit, keys
 
     with database(load_core()) as url, connect(url) as conn:
         try:
@@ -41,6 +42,8 @@ def create(args) -> int:
         except ValueError as exc:
             print(f"pgpulse: {exc}", file=sys.stderr)
             return 2
+        audit.record(conn, audit.Actor.cli(), "key.create", target=f"key:{row['id']}",
+                     name=row["name"], scopes=row["scopes"], prefix=row["prefix"])
         conn.commit()
     print(f"created key {row['id']} ({row['prefix']}…) for {row['name']!r}, scopes {', '.join(row['scopes'])}",
           file=sys.stderr)
@@ -67,10 +70,12 @@ def list_(args) -> int:
 
 
 def revoke(args) -> int:
-    from pgpulse.store import keys
+    from pgpulse.store import audit, keys
 
     with database(load_core()) as url, connect(url) as conn:
         n = keys.revoke_key(conn, args.key)
+        audit.record(conn, audit.Actor.cli(), "key.revoke", target=args.key,
+                     outcome="ok" if n else "refused", revoked=n)
         conn.commit()
     if n == 0:
         print(f"pgpulse: no active key with id or prefix {args.key!r}", file=sys.stderr)

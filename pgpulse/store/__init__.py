@@ -16,6 +16,8 @@ One module per table family, each the only writer of its tables:
 * :mod:`pgpulse.store.idempotency` ``ingest_idempotency``: answers of retried batches
 * :mod:`pgpulse.store.readings`    ``reading_analytics``: the ETL's readings, and their pages
 * :mod:`pgpulse.store.etl_runs`    ``etl_runs``, ``etl_rejects``: ETL runs and rejects
+* :mod:`pgpulse.store.audit`       ``audit_log``: administrative acts, appended only, and
+                                   their listing
 
 Reads that are not tier-aware, one module per thing read:
 

@@ -34,6 +34,7 @@ from proxy.api.openapi import (
 from proxy.auth import require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
+from proxy.ratelimit import charge_samples
 from proxy.state import state
 from proxy.validation import Limits, validate
 
@@ -125,6 +126,7 @@ def ingest() -> Response:
     except InvalidSample as exc:
         metrics.SAMPLES_REJECTED.labels(exc.details["reason"]).inc(len(items))
         raise
+    charge_samples(len(items))
     digest = hashlib.sha256(raw).hexdigest() if idem else ""
     cache = _cache()
     try:
@@ -152,6 +154,7 @@ def ingest_snapshots() -> Response:
     st = state()
     doc, _raw = json_body(st.settings.max_body_bytes)
     items = _items(doc, "snapshots", st.settings.max_samples)
+    charge_samples(len(items))
     window = snapshots.Window(st.core.raw_retention_days * 86400, st.settings.max_future_s)
     inserted = 0
     if items:
@@ -194,7 +197,7 @@ _INGEST = {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "415": {"description": "Unsupported Content-Encoding",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        **errors(*AUTH_ERRORS, 413, 429),
+        **errors(*AUTH_ERRORS, 413),
     },
 }
 OPENAPI = {

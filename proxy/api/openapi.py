@@ -47,7 +47,16 @@ COMPONENTS: dict[str, Any] = {
         "Unauthorized": _error_response("Missing, unknown or revoked API key"),
         "Forbidden": _error_response("The API key lacks the scope this endpoint needs"),
         "TooLarge": _error_response("Request body too large (also after decompression)"),
-        "TooMany": _error_response("A limit was reached (series cardinality)"),
+        "TooMany": {
+            **_error_response("A limit was reached: series cardinality, or a rate limit (then "
+                              "with Retry-After and the RateLimit-* headers)"),
+            "headers": {name: {"description": text, "schema": {"type": "integer"}} for name, text in (
+                ("Retry-After", "Seconds until the rate-limit window resets"),
+                ("RateLimit-Limit", "The limit of the window exceeded"),
+                ("RateLimit-Remaining", "What remains of it (0)"),
+                ("RateLimit-Reset", "Seconds until the window resets"),
+            )},
+        },
         "Unavailable": _error_response("The database is unreachable"),
     },
     "securitySchemes": {
@@ -162,7 +171,8 @@ def json_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
-AUTH_ERRORS = (400, 401, 403, 503)  # 400: a key in the query string
+# 400: a key in the query string; 429: too many failed authentications from the address.
+AUTH_ERRORS = (400, 401, 403, 429, 503)
 
 # Parameter schemas say exactly what the server accepts where a schema can (ranges,
 # enums, lengths); rules across parameters (start before end, the points limit) and

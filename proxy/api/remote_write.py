@@ -31,6 +31,7 @@ from proxy.api.openapi import AUTH_ERRORS, errors, param
 from proxy.auth import require_scope
 from proxy.body import read_body
 from proxy.errors import ApiError
+from proxy.ratelimit import charge_samples
 from proxy.state import state
 
 bp = Blueprint("remote_write", __name__)
@@ -104,6 +105,7 @@ def write() -> Response:
         metrics.SAMPLES_REJECTED.labels(exc.details["reason"]).inc()
         raise ApiError(413, exc.message, **exc.details) from None
     batch = decoded.batch
+    charge_samples(len(batch.rows) + len(batch.stale))
     written = 0
     if batch.keys or batch.metadata:
         cache = st.series_cache

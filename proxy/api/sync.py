@@ -25,8 +25,8 @@ from flask import Blueprint, Response, request
 from etl import replay, runs
 from etl.service import EtlService
 from etl.source import SourceError
-from pgpulse.store import etl_runs, readings
-from proxy.auth import require_scope
+from pgpulse.store import audit, etl_runs, readings
+from proxy.auth import actor, require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.state import state
@@ -155,15 +155,28 @@ def replay_rejects() -> Response:
         raise bad_request(f"ids: at most {replay.MAX_REPLAY} per request", field="ids",
                           limit=replay.MAX_REPLAY)
     etl = _etl()
+    asked = {"ids": ids, "all": all_open}
     try:
         result = etl.replay(ids, all_open=all_open)
     except replay.ReplayError as exc:
+        _audit_replay("refused", asked, error=str(exc))
         raise bad_request(str(exc)) from None
     except runs.RunInProgress as exc:
+        _audit_replay("refused", asked, error=str(exc))
         raise _conflict(exc) from None
     except SourceError as exc:
+        _audit_replay("failed", asked, error=str(exc))
         raise _unavailable(exc) from None
+    _audit_replay("ok", asked, run_id=result.run.run_id, loaded=result.run.loaded,
+                  rejected=result.run.rejected)
     return json_response(result.as_dict())
+
+
+def _audit_replay(outcome: str, asked: dict[str, Any], **details: Any) -> None:
+    """Record a replay in the audit log, in a transaction of its own (the replay ran
+    in the ETL's)."""
+    with state().connection() as conn:
+        audit.record(conn, actor(), "reject.replay", outcome=outcome, **asked, **details)
 
 
 # -- readings -----------------------------------------------------------------------
@@ -206,6 +219,7 @@ _AUTH = {
     "400": {"$ref": "#/components/responses/BadRequest"},
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "403": {"$ref": "#/components/responses/Forbidden"},
+    "429": {"$ref": "#/components/responses/TooMany"},
 }
 _RUN = {
     "type": "object",

@@ -885,5 +885,47 @@ GRANT SELECT ON stale_markers, metric_metadata TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0006_protocols' WHERE alembic_version.version_num = '0005_samples_last_write_wins';
 
+-- Running upgrade 0006_protocols -> 0007_timescale_roles
+
+UPDATE alembic_version SET version_num='0007_timescale_roles' WHERE alembic_version.version_num = '0006_protocols';
+
+-- Running upgrade 0007_timescale_roles -> 0008_audit
+
+CREATE TABLE audit_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            actor text NOT NULL,
+            actor_key_id bigint,
+            action text NOT NULL,
+            target text,
+            address text,
+            outcome text NOT NULL CHECK (outcome IN ('ok', 'refused', 'failed')),
+            details jsonb NOT NULL DEFAULT '{}'::jsonb
+        );
+
+CREATE INDEX audit_log_at_idx ON audit_log (at);
+
+CREATE INDEX audit_log_action_idx ON audit_log (action, id);
+
+CREATE FUNCTION pgpulse_audit_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'audit_log is append-only: % is not allowed', TG_OP
+                USING ERRCODE = 'insufficient_privilege';
+        END
+        $$;
+
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION pgpulse_audit_append_only();
+
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_audit_append_only();
+
+REVOKE ALL ON audit_log FROM PUBLIC, pgpulse_writer, pgpulse_reader;
+
+GRANT SELECT, INSERT ON audit_log TO pgpulse_writer;
+
+REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
+
+UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
+
 COMMIT;
 

@@ -412,5 +412,135 @@ GRANT SELECT ON stale_markers, metric_metadata TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0006_protocols' WHERE alembic_version.version_num = '0005_samples_last_write_wins';
 
+-- Running upgrade 0006_protocols -> 0007_timescale_roles
+
+DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgpulse_tiers') THEN
+        CREATE ROLE pgpulse_tiers LOGIN;
+      END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END $$;
+
+DO $$ BEGIN
+      IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+         AND NOT pg_has_role(current_user, 'pgpulse_tiers', 'MEMBER') THEN
+        EXECUTE format('GRANT pgpulse_tiers TO %I', current_user);
+      END IF;
+      IF current_setting('server_version_num')::integer >= 160000 THEN
+        EXECUTE 'GRANT pgpulse_tiers TO pgpulse_writer WITH INHERIT FALSE, SET TRUE';
+      ELSE
+        EXECUTE 'GRANT pgpulse_tiers TO pgpulse_writer';
+      END IF;
+    END $$;
+
+GRANT USAGE ON SCHEMA public TO pgpulse_tiers;
+
+GRANT SELECT ON samples, system_metrics TO pgpulse_tiers;
+
+ALTER MATERIALIZED VIEW samples_5m OWNER TO pgpulse_tiers;
+
+ALTER MATERIALIZED VIEW system_metrics_5m OWNER TO pgpulse_tiers;
+
+ALTER MATERIALIZED VIEW samples_1h OWNER TO pgpulse_tiers;
+
+ALTER MATERIALIZED VIEW system_metrics_1h OWNER TO pgpulse_tiers;
+
+CREATE FUNCTION pgpulse_chunk_interval(keep interval, usual interval)
+    RETURNS interval LANGUAGE sql IMMUTABLE AS $$
+        SELECT least(usual, greatest(INTERVAL '1 hour',
+               make_interval(hours => floor(extract(epoch FROM keep) / 7 / 3600)::integer)))
+    $$;
+
+CREATE OR REPLACE FUNCTION pgpulse_configure(
+        raw_keep interval, keep_5m interval, keep_1h interval,
+        late interval, compress_after interval)
+    RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        rel text;
+        mat regclass;
+    BEGIN
+        IF late + INTERVAL '15 minutes' >= raw_keep OR late + INTERVAL '3 hours' >= keep_5m THEN
+            RAISE EXCEPTION 'late window (%) must be shorter than raw retention (%) by more than 15 minutes', late, raw_keep;
+        END IF;
+        FOREACH rel IN ARRAY ARRAY['samples', 'system_metrics'] LOOP
+            PERFORM set_chunk_time_interval(rel::regclass, pgpulse_chunk_interval(raw_keep, INTERVAL '1 day'));
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => raw_keep);
+            PERFORM remove_compression_policy(rel, if_exists => true);
+            PERFORM add_compression_policy(rel, compress_after => compress_after);
+        END LOOP;
+        FOREACH rel IN ARRAY ARRAY['samples_5m', 'system_metrics_5m'] LOOP
+            SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)::regclass
+              INTO STRICT mat FROM timescaledb_information.continuous_aggregates
+             WHERE view_schema = 'public' AND view_name = rel;
+            PERFORM set_chunk_time_interval(mat, pgpulse_chunk_interval(keep_5m, INTERVAL '10 days'));
+            PERFORM remove_continuous_aggregate_policy(rel, if_exists => true);
+            PERFORM add_continuous_aggregate_policy(rel,
+                start_offset => greatest(raw_keep - INTERVAL '1 day', late + INTERVAL '15 minutes'),
+                end_offset => INTERVAL '5 minutes',
+                schedule_interval => INTERVAL '1 minute');
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => keep_5m);
+        END LOOP;
+        FOREACH rel IN ARRAY ARRAY['samples_1h', 'system_metrics_1h'] LOOP
+            SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)::regclass
+              INTO STRICT mat FROM timescaledb_information.continuous_aggregates
+             WHERE view_schema = 'public' AND view_name = rel;
+            PERFORM set_chunk_time_interval(mat, pgpulse_chunk_interval(keep_1h, INTERVAL '10 days'));
+            PERFORM remove_continuous_aggregate_policy(rel, if_exists => true);
+            PERFORM add_continuous_aggregate_policy(rel,
+                start_offset => greatest(keep_5m - INTERVAL '1 day', late + INTERVAL '3 hours'),
+                end_offset => INTERVAL '1 hour',
+                schedule_interval => INTERVAL '5 minutes');
+            PERFORM remove_retention_policy(rel, if_exists => true);
+            PERFORM add_retention_policy(rel, drop_after => keep_1h);
+        END LOOP;
+        INSERT INTO pgpulse_meta (key, value) VALUES
+            ('raw_retention', raw_keep::text), ('retention_5m', keep_5m::text),
+            ('retention_1h', keep_1h::text), ('late_window', late::text),
+            ('compress_after', compress_after::text)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END $$;
+
+UPDATE alembic_version SET version_num='0007_timescale_roles' WHERE alembic_version.version_num = '0006_protocols';
+
+-- Running upgrade 0007_timescale_roles -> 0008_audit
+
+CREATE TABLE audit_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            actor text NOT NULL,
+            actor_key_id bigint,
+            action text NOT NULL,
+            target text,
+            address text,
+            outcome text NOT NULL CHECK (outcome IN ('ok', 'refused', 'failed')),
+            details jsonb NOT NULL DEFAULT '{}'::jsonb
+        );
+
+CREATE INDEX audit_log_at_idx ON audit_log (at);
+
+CREATE INDEX audit_log_action_idx ON audit_log (action, id);
+
+CREATE FUNCTION pgpulse_audit_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'audit_log is append-only: % is not allowed', TG_OP
+                USING ERRCODE = 'insufficient_privilege';
+        END
+        $$;
+
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION pgpulse_audit_append_only();
+
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_audit_append_only();
+
+REVOKE ALL ON audit_log FROM PUBLIC, pgpulse_writer, pgpulse_reader;
+
+GRANT SELECT, INSERT ON audit_log TO pgpulse_writer;
+
+REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
+
+UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
+
 COMMIT;
 
