@@ -283,3 +283,16 @@ def test_no_body_is_a_500(client, raw, snappy):
     data = bytes(cramjam.snappy.compress_raw(raw)) if snappy else raw
     r = post(client, data)
     assert r.status_code in (204, 400, 413), r.get_data(as_text=True)
+
+
+def test_database_down_is_503_so_prometheus_retries():
+    from proxy import close_app, create_app
+
+    app = create_app({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none",
+                      "PGPULSE_AUTH": "off", "PROXY_DB_TIMEOUT_SECONDS": "0.5"})
+    try:
+        r = post(app.test_client(), body(request(({"__name__": "a"}, [(1, now_ms())]))))
+        assert_error(r, 503)
+        assert r.headers["Retry-After"]
+    finally:
+        close_app(app)

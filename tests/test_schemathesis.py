@@ -15,6 +15,7 @@ no run (404), and a second ETL run while one goes is a 409.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -94,7 +95,12 @@ def _run(base: str, tmp_path: Path, name: str, selection: list[str], key: str | 
     ]
     if key is not None:
         command += ["-H", f"Authorization: Bearer {key}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    # tests/schemathesis_hooks.py: serializers of the protocols' binary media types.
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                       os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          env=env)
     report = f"schemathesis ({name}) exit {done.returncode}\n{done.stdout[-20000:]}\n{done.stderr[-5000:]}"
     assert done.returncode == 0, report
     return done.stdout
