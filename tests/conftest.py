@@ -70,6 +70,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _deselected.extend(item.nodeid for item in drop)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # An xdist worker hands what it deselected to the controller, which prints the summary.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["engine_deselected"] = list(_deselected)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    # Every worker collects the whole suite: the same list from each, kept once.
+    for nodeid in getattr(node, "workeroutput", {}).get("engine_deselected", []):
+        if nodeid not in _deselected:
+            _deselected.append(nodeid)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     terminalreporter.write_sep("-", f"engine: {ENGINE}")
     if not _deselected:

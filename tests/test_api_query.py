@@ -236,6 +236,7 @@ def test_points_limit(make_app):
     assert q(c, query="m", start=end - 3600, end=end, step="120s").status_code == 200
 
 
+@pytest.mark.engine("portable")  # fills the rollup tables at chosen times (pgpulse_refresh_tiers)
 def test_query_across_tiers(make_app, conn):
     """Old data served by 5m and 1h rollups, recent data by raw, in one answer."""
     c = make_app(PROXY_MAX_POINTS_PER_SERIES="100000").test_client()

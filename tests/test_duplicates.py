@@ -94,6 +94,7 @@ def invalidations(conn: psycopg.Connection) -> list[tuple[datetime, datetime]]:
         "SELECT lo, hi FROM pgpulse_invalidations WHERE relation = 'samples' ORDER BY lo").fetchall()
 
 
+@pytest.mark.engine("portable")  # the invalidation log; timescale: the PGlite tests below
 def test_retried_batch_without_key_changes_no_answer(client, conn, db_url):
     base = hour_two_back()
     post(client, base, VALUES)
@@ -109,6 +110,7 @@ def test_retried_batch_without_key_changes_no_answer(client, conn, db_url):
     assert answers(client, base) == pytest.approx(first)
 
 
+@pytest.mark.engine("portable")  # the invalidation log; timescale: the PGlite tests below
 def test_later_batch_with_other_values_wins_everywhere(client, conn, db_url):
     base = hour_two_back()
     post(client, base, VALUES)

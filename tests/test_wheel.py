@@ -180,12 +180,12 @@ def test_the_packages_come_from_the_wheel_not_the_checkout(installed, tmp_path):
     assert shipped == sorted(p.name for p in (schema.MIGRATIONS / "versions").glob("*.py"))
 
 
-def test_installed_pgpulse_migrates_a_fresh_database(installed, empty_db_url, tmp_path):
+def test_installed_pgpulse_migrates_a_fresh_database(installed, empty_db_url, tmp_path, test_engine):
     env = clean_env(tmp_path, DATABASE_URL=empty_db_url)
     proc = subprocess.run([str(installed / "bin" / "pgpulse"), "migrate"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"schema at {schema.head_revision()} (engine: portable)" in proc.stdout
+    assert f"schema at {schema.head_revision()} (engine: {test_engine})" in proc.stdout
     with psycopg.connect(empty_db_url) as conn:
         assert schema.current_revision(conn) == schema.head_revision()
 
