@@ -50,7 +50,9 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.discovery",
     "proxy.api.export",
     "proxy.api.sync",
+    "proxy.api.status",
     "proxy.api.openapi",
+    "proxy.api.console",
 )
 
 
