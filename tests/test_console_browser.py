@@ -28,6 +28,7 @@ import psycopg
 import pytest
 import requests
 from etl_helpers import MONGO_URI, MockSource, reading
+from playwright import sync_api as playwright_api
 from proxy_helpers import new_key
 from werkzeug.serving import make_server
 
@@ -44,8 +45,6 @@ HOSTS = ("db1", "web1", "web2")
 FIELDS = ("cpu_percent", "mem_percent", "load1", "rootfs_percent", "disk_read_bps",
           "disk_write_bps", "net_rx_bps", "net_tx_bps")
 TIMEOUT_MS = 60_000  # generous: a busy 2-core machine
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is a test dependency")
 
 
 def _check_setup() -> None:
