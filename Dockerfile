@@ -11,6 +11,14 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# The console's chart library, from npm at build time (never committed): only the
+# lock file's production dependencies (npm ci --omit=dev), copied into the package
+# before the wheel is built, so the proxy of the stack serves the console too.
+FROM node:20-bookworm-slim AS console
+WORKDIR /console
+COPY proxy/console/package.json proxy/console/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -19,6 +27,7 @@ COPY pgpulse ./pgpulse
 COPY collector ./collector
 COPY proxy ./proxy
 COPY etl ./etl
+COPY --from=console /console/node_modules ./proxy/console/node_modules
 RUN python -m venv /opt/pgpulse \
  && /opt/pgpulse/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/pgpulse/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels /src \

@@ -15,16 +15,29 @@ LOGS    ?= promtail
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+# The first install takes a couple of minutes: every step says what it does, and pip
+# names each package as it goes (no silent minutes).
 $(STAMP): pyproject.toml
+	@echo "==> [1/3] creating the virtualenv $(VENV) (first run only)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "==> [2/3] installing pgpulse and its dependencies into $(VENV) (about two minutes)"
+	@bash -o pipefail -c "$(BIN)/pip install --progress-bar off -e '.[test]' \
+		| { grep -E --line-buffered '^(Collecting|Successfully installed)' || true; } | sed -u 's/^Collecting /    /'"
 	touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with pgpulse and its test tools
 
-run: $(STAMP) ## run pgpulse in the foreground (embedded PostgreSQL unless DATABASE_URL is set)
-	$(BIN)/pgpulse up
+# The console's chart library comes from npm (proxy/console/package-lock.json) into the
+# git-ignored proxy/console/node_modules; without npm pgpulse still runs and its
+# console page says what is missing (`make test` needs it).
+console: $(STAMP) ## install the web console's front-end libraries (npm)
+	@echo "==> [3/3] installing the web console's chart library (npm)"
+	@$(BIN)/python -m proxy.assets $(if $(filter test,$(MAKECMDGOALS)),,--optional)
+
+# `pgpulse up` exits 3 when another one already runs in this directory: it says where.
+run: $(STAMP) console ## run pgpulse in the foreground (embedded PostgreSQL unless DATABASE_URL is set)
+	@$(BIN)/pgpulse up; status=$$?; [ $$status -eq 3 ] || exit $$status
 
 migrate-local: $(STAMP) ## apply migrations to DATABASE_URL (or the embedded database)
 	$(BIN)/pgpulse migrate
@@ -37,7 +50,7 @@ pglite: $(STAMP) ## install the TimescaleDB-in-WASM test runner (npm)
 	@# break the PGlite tests of another `make test` running beside this one.
 	cd tests && $(abspath $(BIN))/python -c 'import pglite_runner; pglite_runner.ensure_installed()'
 
-test: $(STAMP) pglite ## run the test suite against a real PostgreSQL
+test: $(STAMP) pglite console ## run the test suite against a real PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -70,7 +83,7 @@ prompb: ## regenerate pgpulse/protocols/prompb/remote_pb2.py from remote.proto
 	$(PROTOC_VENV)/bin/python -m grpc_tools.protoc -I. --python_out=. $(PROMPB)/remote.proto
 
 clean: ## remove the virtualenv and caches (keeps var/ data)
-	rm -rf $(VENV) $(PROTOC_VENV) .pytest_cache .ruff_cache tests/pglite/node_modules
+	rm -rf $(VENV) $(PROTOC_VENV) .pytest_cache .ruff_cache tests/pglite/node_modules proxy/console/node_modules tests/artifacts
 
 # -- the full stack ---------------------------------------------------------------
 
@@ -96,10 +109,25 @@ logs: ## follow the stack's logs (S=proxy for one service)
 migrate: env-check ## run the migration job in the stack
 	$(COMPOSE) run --rm migrate
 
-backup: env-check ## back up the stack's database, Grafana and Loki into backups/<timestamp>/
-	COMPOSE="$(COMPOSE)" deploy/stack-backup.sh $(BACKUP)
+# backup/restore: the full stack's (database, Grafana, Loki) when .env exists and
+# Docker is here; otherwise pgpulse's own database, embedded under var/ (or at
+# DATABASE_URL), with `pgpulse backup` / `pgpulse restore` (backup-local, restore-local).
+STACK_OR_LOCAL = [ -f .env ] && command -v docker >/dev/null 2>&1
 
-restore: env-check ## restore a backup into the stack (BACKUP=dir, default newest; FORCE=1 replaces data)
-	COMPOSE="$(COMPOSE)" deploy/stack-restore.sh $(BACKUP) $(if $(FORCE),--force)
+backup: ## back up into backups/<timestamp>/: the stack's database, Grafana and Loki, or the embedded database (no .env)
+	@if $(STACK_OR_LOCAL); then COMPOSE="$(COMPOSE)" deploy/stack-backup.sh $(BACKUP); \
+	else echo "==> no .env or no Docker: backing up pgpulse's own database (pgpulse backup)"; \
+		$(MAKE) --no-print-directory backup-local; fi
 
-.PHONY: help venv run migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore
+restore: ## restore a backup (BACKUP=dir, default newest; FORCE=1 replaces data): the stack's, or the embedded database
+	@if $(STACK_OR_LOCAL); then COMPOSE="$(COMPOSE)" deploy/stack-restore.sh $(BACKUP) $(if $(FORCE),--force); \
+	else echo "==> no .env or no Docker: restoring pgpulse's own database (pgpulse restore)"; \
+		$(MAKE) --no-print-directory restore-local; fi
+
+backup-local: $(STAMP) ## back up the embedded database (or DATABASE_URL) with pgpulse backup (BACKUP=dir)
+	$(BIN)/pgpulse backup $(if $(BACKUP),--output $(BACKUP))
+
+restore-local: $(STAMP) ## restore the embedded database (or DATABASE_URL) with pgpulse restore (BACKUP=dir, FORCE=1)
+	$(BIN)/pgpulse restore $(BACKUP) $(if $(FORCE),--force)
+
+.PHONY: help venv console run migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore backup-local restore-local

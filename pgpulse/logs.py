@@ -1,4 +1,5 @@
-"""Logging for every pgpulse process: JSON lines on stdout, optionally also to Loki.
+"""Logging for every pgpulse process: JSON lines on stdout (readable text on a
+terminal, LOG_FORMAT), optionally also to Loki.
 
 Lines to Loki go through a bounded in-memory queue drained by one background
 thread, with a short HTTP timeout: a slow or dead Loki costs log lines (counted in
@@ -217,8 +218,22 @@ class LokiShipper:
             self.start()
 
 
-def setup_logging(service: str, level: str = "info", fmt: str = "json", loki_url: str | None = None) -> LokiShipper | None:
-    """Configure the root logger; returns the Loki shipper when ``loki_url`` is set."""
+def resolve_format(fmt: str, stream=None) -> str:
+    """``json`` or ``text``: ``auto`` is text for a person at a terminal and JSON for
+    everything else (Docker, systemd, a pipe to Promtail)."""
+    if fmt != "auto":
+        return fmt
+    stream = sys.stdout if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # closed or replaced stdout
+        return "json"
+
+
+def setup_logging(service: str, level: str = "info", fmt: str = "auto", loki_url: str | None = None) -> LokiShipper | None:
+    """Configure the root logger; returns the Loki shipper when ``loki_url`` is set.
+    ``fmt``: json, text, or auto (see :func:`resolve_format`)."""
+    fmt = resolve_format(fmt)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

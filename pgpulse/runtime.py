@@ -6,7 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from pgpulse.settings import CoreSettings
@@ -44,10 +44,11 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def run_until_stopped(services: list[Service], ready: str) -> None:
-    """Start ``services`` in order, log ``ready``, wait for SIGTERM or Ctrl-C, then stop
-    them newest first (each flushes what it buffers). Services already started are
-    stopped even when a later one fails to start."""
+def run_until_stopped(services: list[Service], ready: str,
+                      on_ready: Callable[[], None] | None = None) -> None:
+    """Start ``services`` in order, log ``ready`` (and call ``on_ready``), wait for
+    SIGTERM or Ctrl-C, then stop them newest first (each flushes what it buffers).
+    Services already started are stopped even when a later one fails to start."""
     stop = stop_on_signals()
     started: list[Service] = []
     try:
@@ -56,6 +57,8 @@ def run_until_stopped(services: list[Service], ready: str) -> None:
             started.append(service)
             log.info("%s started", service.name)
         log.info(ready)
+        if on_ready is not None:
+            on_ready()
         stop.wait()
     finally:
         for service in reversed(started):

@@ -104,10 +104,11 @@ class CoreSettings:
     )
     log_format: str = setting(
         "LOG_FORMAT",
-        "json",
-        "Log lines on stdout as JSON objects (for Promtail/Loki) or plain text.",
-        parse=config.one_of("json", "text"),
-        accepts="json, text",
+        "auto",
+        "Log lines on stdout: auto (readable text when stdout is a terminal, JSON "
+        "otherwise), json (one object per line, for Promtail/Loki) or text.",
+        parse=config.one_of("auto", "json", "text"),
+        accepts="auto, json, text",
     )
     loki_url: str | None = setting(
         "LOKI_URL",

@@ -56,7 +56,9 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.export",
     "proxy.api.sync",
     "proxy.api.admin",
+    "proxy.api.status",
     "proxy.api.openapi",
+    "proxy.api.console",
 )
 
 

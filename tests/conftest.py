@@ -185,6 +185,13 @@ def db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
     yield from _fresh_db(pg_server, template_db)
 
 
+@pytest.fixture(scope="module")
+def module_db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
+    """Like ``db_url``, shared by the tests of one module (for a costly populated
+    database, e.g. the browser tests')."""
+    yield from _fresh_db(pg_server, template_db)
+
+
 @pytest.fixture
 def empty_db_url(pg_server: PgServer) -> Iterator[str]:
     """URL of a fresh, empty database (no migrations)."""

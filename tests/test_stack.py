@@ -258,7 +258,8 @@ def test_service_commands_are_pgpulse_verbs(resolved, service):
 def test_dockerfile_is_small_non_root_and_runs_pgpulse():
     instructions = dockerfile_instructions()
     froms = [rest for word, rest in instructions if word == "FROM"]
-    assert len(froms) == 2, "multi-stage"
+    # the console's npm libraries, the wheel's build, the runtime
+    assert len(froms) == 3 and froms[0].startswith("node:") and froms[0].endswith(" AS console"), froms
     args = dict(rest.split("=", 1) for word, rest in instructions if word == "ARG" and "=" in rest)
     assert args["PYTHON_IMAGE"].startswith("python:3.11-slim")
     runs = " ".join(rest for word, rest in instructions if word == "RUN")
@@ -285,7 +286,11 @@ def test_dockerfile_installs_the_wheel_not_the_sources():
             stages.append(current)
         elif current is not None:
             current.append((word, rest))
-    build, runtime = stages
+    console, build, runtime = stages
+    # The console's chart library: the lock file's production dependencies, from npm.
+    assert [rest for word, rest in console if word == "RUN"] == [
+        "npm ci --omit=dev --no-audit --no-fund --loglevel=error"]
+    assert ("COPY", "--from=console /console/node_modules ./proxy/console/node_modules") in build
     runs = " ".join(rest for word, rest in build if word == "RUN")
     assert "pip wheel --no-cache-dir --no-deps" in runs
     assert re.search(r"pip install --no-cache-dir \S+\.whl", runs), runs

@@ -125,9 +125,12 @@ def installed(tmp_path_factory) -> Path:
     for name in image_sources():
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, src / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules"))
         else:
             shutil.copy2(ROOT / name, src / name)
+    # The Docker build copies the console's npm libraries in from its node stage
+    # (COPY --from=console ...), as `make console` puts them in a checkout.
+    shutil.copytree(ROOT / "proxy" / "console" / "node_modules", src / "proxy" / "console" / "node_modules")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
          "-w", str(dist), str(src)],
@@ -178,6 +181,16 @@ def test_the_packages_come_from_the_wheel_not_the_checkout(installed, tmp_path):
     assert (migrations / "env.py").is_file() and (migrations / "script.py.mako").is_file()
     shipped = sorted(p.name for p in (migrations / "versions").glob("*.py"))
     assert shipped == sorted(p.name for p in (schema.MIGRATIONS / "versions").glob("*.py"))
+
+
+def test_the_wheel_carries_the_console(installed, tmp_path):
+    code = ("from proxy import assets; print(assets.STATIC_DIR.parent.parent.parent.name, "
+            "sorted(p.name for p in assets.STATIC_DIR.iterdir()), assets.missing())")
+    proc = subprocess.run([venv_python(installed), "-c", code], env=clean_env(tmp_path), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split(" ", 1) == [
+        "site-packages", "['app.css', 'app.js', 'favicon.svg', 'index.html'] []\n"]
 
 
 def test_installed_pgpulse_migrates_a_fresh_database(installed, empty_db_url, tmp_path, test_engine):

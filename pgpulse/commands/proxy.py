@@ -7,6 +7,7 @@ answers 503 until the schema is current.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import shutil
@@ -207,6 +208,21 @@ def _child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def _check_port_free(port: int) -> None:
+    """A clear error when ``port`` is taken (werkzeug would print its own message and
+    exit the whole process)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise SettingsError(
+                f"port {port} on 127.0.0.1 is taken by another program: stop it, or set PORT "
+                f"to a free port (PORT=8086 make run)") from None
+
+
 class ProxyService:
     """The proxy inside ``pgpulse up``: a threaded werkzeug server on 127.0.0.1."""
 
@@ -232,6 +248,7 @@ class ProxyService:
         settings = load_proxy(environ)
         self.app = create_app({**environ, "DATABASE_URL": self.url})
         # Local use only: never listens beyond this machine, whatever PROXY_HOST says.
+        _check_port_free(settings.port)
         self.server = make_server("127.0.0.1", settings.port, self.app, threaded=True,
                                   request_handler=JsonErrorRequestHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
