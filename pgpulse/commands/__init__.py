@@ -6,6 +6,7 @@ from pgpulse.commands import (
     config,
     etl,
     keys,
+    loadgen,
     migrate,
     proxy,
     scheduler,
@@ -15,4 +16,4 @@ from pgpulse.commands import (
 )
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, loadgen]
