@@ -45,6 +45,7 @@ log = logging.getLogger("proxy")
 BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.ops",
     "proxy.api.ingest",
+    "proxy.api.otlp",
     "proxy.api.query",
     "proxy.api.hosts",
     "proxy.api.discovery",
