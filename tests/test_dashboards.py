@@ -97,6 +97,50 @@ FROM (SELECT generate_series(date_trunc('minute', now()) - INTERVAL '3 hours', n
                              INTERVAL '30 minutes')) AS ts
 CROSS JOIN series s;
 
+-- An HTTP service as the demo app's OpenTelemetry metrics land (grafana's RED
+-- dashboard): duration histograms per route and status, counters growing at each
+-- route's rate, bucket counts following an exponential distribution of its mean.
+INSERT INTO series (name, labels, type)
+SELECT n.name,
+       jsonb_build_object('job', 'pgpulse-demo', 'instance', 'demo-1', 'http_request_method', r.method,
+                          'http_route', r.route, 'http_response_status_code', r.status)
+       || CASE WHEN n.le IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('le', n.le) END
+       || CASE WHEN r.status LIKE '5%' THEN '{"error_type": "PaymentTimeout"}'::jsonb ELSE '{}'::jsonb END,
+       'counter'
+FROM (VALUES ('GET', '/api/items', '200'), ('POST', '/api/orders', '201'), ('POST', '/api/orders', '500'),
+             ('GET', '/api/report', '200')) AS r (method, route, status)
+CROSS JOIN (VALUES ('http_server_request_duration_seconds_bucket', '0.05'),
+                   ('http_server_request_duration_seconds_bucket', '0.1'),
+                   ('http_server_request_duration_seconds_bucket', '0.5'),
+                   ('http_server_request_duration_seconds_bucket', '1'),
+                   ('http_server_request_duration_seconds_bucket', '+Inf'),
+                   ('http_server_request_duration_seconds_sum', NULL),
+                   ('http_server_request_duration_seconds_count', NULL)) AS n (name, le);
+INSERT INTO series (name, labels, type)
+SELECT 'http_server_active_requests',
+       jsonb_build_object('job', 'pgpulse-demo', 'instance', 'demo-1', 'http_request_method', m, 'http_route', r),
+       'gauge'
+FROM (VALUES ('GET', '/api/items'), ('POST', '/api/orders'), ('GET', '/api/report')) AS v (m, r);
+
+INSERT INTO samples (time, series_id, value)
+SELECT ts.t, s.id,
+       CASE WHEN s.type = 'gauge' THEN 2 + sin(extract(epoch FROM ts.t) / 300)
+            ELSE c.rps * extract(epoch FROM ts.t - date_trunc('day', now() - INTERVAL '21 days'))
+                 * CASE WHEN s.name LIKE '%_sum' THEN c.mean
+                        WHEN coalesce(s.labels->>'le', '+Inf') = '+Inf' THEN 1
+                        ELSE 1 - exp(-(s.labels->>'le')::float8 / c.mean) END END
+FROM (SELECT generate_series(date_trunc('minute', now()) - INTERVAL '3 hours', now(), INTERVAL '30 seconds') AS t
+      UNION ALL
+      SELECT generate_series(date_trunc('hour', now()) - INTERVAL '20 days',
+                             date_trunc('minute', now()) - INTERVAL '3 hours 1 second',
+                             INTERVAL '30 minutes')) AS ts
+CROSS JOIN series s
+LEFT JOIN (VALUES ('/api/items', '200', 0.02, 3.0), ('/api/orders', '201', 0.1, 1.0),
+                  ('/api/orders', '500', 0.6, 0.05), ('/api/report', '200', 1.2, 0.3))
+     AS c (route, status, mean, rps)
+     ON c.route = s.labels->>'http_route' AND c.status = s.labels->>'http_response_status_code'
+WHERE s.name LIKE 'http_server_%';
+
 INSERT INTO reading_analytics (mongo_id, reading_time, source_id, synced_at, payload)
 SELECT 'r' || n, now() - n * INTERVAL '5 minutes',
        CASE WHEN n % 10 = 9 THEN NULL ELSE 'sensor-' || (n % 3) END,
@@ -375,7 +419,12 @@ def test_tier_follows_the_time_range(results, range_name):
 def test_variables_find_the_data(results):
     hosts = results["vars"][(Case("hosts.json", "1h"), "host")]
     assert hosts == ["alpha", "beta"]
-    assert results["vars"][(Case("app-metrics.json", "2d"), "metric")] == ["cpu_temp", "queue_depth", "requests_total"]
+    assert results["vars"][(Case("app-metrics.json", "2d"), "metric")] == [
+        "cpu_temp", "http_server_active_requests", "http_server_request_duration_seconds_bucket",
+        "http_server_request_duration_seconds_count", "http_server_request_duration_seconds_sum",
+        "queue_depth", "requests_total"]
+    assert results["vars"][(Case("http-red.json", "1h"), "job")] == ["pgpulse-demo"]
+    assert results["vars"][(Case("http-red.json", "30d"), "route")] == ["/api/items", "/api/orders", "/api/report"]
     assert results["vars"][(Case("readings-etl.json", "1h"), "source")] == ["(none)", "sensor-0", "sensor-1", "sensor-2"]
 
 
