@@ -441,19 +441,22 @@ RED_FILTER = f"s.labels->>'job' = '$job' AND {ROUTE} IN ($route)"
 
 def counter_steps(names: tuple[str, ...], agg: str = "last") -> str:
     """Per series of ``names`` (under ``$job``/``$route``) and step: ``agg`` of its
-    values, from the tier chosen by ``$tier``."""
+    values, and ``at``, when the newest of them was taken (epoch seconds; the end of
+    the newest bucket in a rolled-up tier), from the tier chosen by ``$tier``."""
     which = ", ".join(f"'{n}'" for n in names)
     series = f"s.name IN ({which}) AND {RED_FILTER}"
     raw = TIERS[0]
     branches = [
-        f"""SELECT $__timeGroupAlias(p.time, $__interval), p.series_id, {raw.aggregate(agg, value="p.value", time="p.time")} AS value
+        f"""SELECT $__timeGroupAlias(p.time, $__interval), p.series_id, {raw.aggregate(agg, value="p.value", time="p.time")} AS value,
+       extract(epoch FROM max(p.time)) AS at
 FROM {raw.samples} p JOIN series s ON s.id = p.series_id
 WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
 GROUP BY 1, 2"""
     ]
     for t in tiers.ROLLED_UP:
         branches.append(
-            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), p.series_id, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value
+            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), p.series_id, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value,
+       extract(epoch FROM max(p.bucket)) + {int(t.width.total_seconds())} AS at
 FROM {t.samples} p JOIN series s ON s.id = p.series_id
 WHERE '$tier' = '{t.name}' AND $__timeFilter(p.bucket) AND {series}
 GROUP BY 1, 2"""
@@ -463,18 +466,20 @@ GROUP BY 1, 2"""
 
 def increases(*names: str) -> str:
     """(time, series_id, inc, secs): how much each counter series grew since its
-    previous step and over how many seconds; a decrease is a reset (the process
-    restarted), counted from zero as Prometheus's increase() does."""
+    previous step and over how many seconds (between the newest values of the two
+    steps, so a step only partly filled, such as the current one, is no slower); a
+    decrease is a reset (the process restarted), counted from zero as Prometheus's
+    increase() does."""
     return f"""SELECT time, series_id,
        CASE WHEN value >= prev THEN value - prev ELSE value END AS inc,
-       time - prev_time AS secs
-FROM (SELECT time, series_id, value,
-             lag(value) OVER w AS prev, lag(time) OVER w AS prev_time
+       at - prev_at AS secs
+FROM (SELECT time, series_id, value, at,
+             lag(value) OVER w AS prev, lag(at) OVER w AS prev_at
       FROM (
 {counter_steps(names)}
       ) AS steps
       WINDOW w AS (PARTITION BY series_id ORDER BY time)) AS d
-WHERE prev IS NOT NULL AND time > prev_time"""
+WHERE prev IS NOT NULL AND at > prev_at"""
 
 
 def per_second(label: str) -> str:

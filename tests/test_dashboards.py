@@ -532,3 +532,45 @@ def test_log_queries_use_the_labels_the_shippers_set():
                 for matcher in filter(None, (m.strip() for m in selector.split(","))):
                     label = re.split(r"=~|!~|!=|=", matcher)[0].strip()
                     assert label in shipped, f"{panel['title']}: label {label!r} is never set"
+
+
+def test_red_quantiles_and_rates_match_the_seeded_distributions(results):
+    """The seed's routes have exponential durations of a known mean and a known rate:
+    the RED panels give histogram_quantile()'s answer and the rate, in every tier."""
+    import math
+
+    dash = load_json(GRAFANA / "dashboards" / "http-red.json")
+    by_title = {panel["title"]: (panel, t) for panel, t in pg_targets(dash)}
+
+    def rows(title: str, range_name: str) -> list[dict]:
+        panel, t = by_title[title]
+        _, outcome = results["queries"][panel_key(Case("http-red.json", range_name), panel, t)]
+        assert outcome.error is None, outcome.error
+        return outcome.rows
+
+    def cdf(le: float, mean: float) -> float:
+        return 1 - math.exp(-le / mean)
+
+    # /api/items, mean 20 ms: p95 lies in the (0.05, 0.1] bucket, linear inside it.
+    lo, hi = cdf(0.05, 0.02), cdf(0.1, 0.02)
+    items_p95 = 0.05 + 0.05 * (0.95 - lo) / (hi - lo)
+    for range_name in RANGES:
+        p95 = {}
+        for r in rows("Duration p95 by route", range_name):
+            p95.setdefault(r["metric"], []).append(r["value"])
+        assert p95["/api/items"] and all(v == pytest.approx(items_p95, rel=1e-6) for v in p95["/api/items"])
+        # /api/report, mean 1.2 s: p95 is past the last finite bound, which is the answer.
+        assert all(v == pytest.approx(1.0) for v in p95["/api/report"])
+        rate = {}
+        for r in rows("Requests per second by route", range_name):
+            rate.setdefault(r["metric"], []).append(r["value"])
+        # 3/s on /api/items; orders 1/s answered 201 and 0.05/s answered 500. Exact
+        # at every step but, in the rolled-up tiers, two: where the seed's spacing
+        # changes from 30 min to 30 s inside a bucket, and the newest, still filling,
+        # bucket (a tier knows its buckets, not when their newest value was taken).
+        for route, expected in (("/api/items", 3.0), ("/api/orders", 1.05)):
+            off = [v for v in rate[route] if v != pytest.approx(expected, rel=1e-6)]
+            assert len(rate[route]) > 20 and len(off) <= (0 if range_name == "1h" else 2), (range_name, route, off)
+            assert all(v > 0 for v in off), (range_name, route, off)
+        share = [r["value"] for r in rows("5xx share by route", range_name) if r["metric"] == "/api/orders"]
+        assert share and all(v == pytest.approx(100 * 0.05 / 1.05, rel=1e-6) for v in share)
