@@ -26,6 +26,9 @@ venv: $(STAMP) ## create .venv with pgpulse and its test tools
 run: $(STAMP) ## run pgpulse in the foreground (embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/pgpulse up
 
+demo: $(STAMP) ## pgpulse, the instrumented demo app and the load generator together (Ctrl-C stops all)
+	BIN=$(BIN) demo/run.sh
+
 migrate-local: $(STAMP) ## apply migrations to DATABASE_URL (or the embedded database)
 	$(BIN)/pgpulse migrate
 
@@ -89,4 +92,4 @@ backup: env-check ## back up the stack's database, Grafana and Loki into backups
 restore: env-check ## restore a backup into the stack (BACKUP=dir, default newest; FORCE=1 replaces data)
 	COMPOSE="$(COMPOSE)" deploy/stack-restore.sh $(BACKUP) $(if $(FORCE),--force)
 
-.PHONY: help venv run migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore
+.PHONY: help venv run demo migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore
