@@ -11,6 +11,7 @@ stops it after a last export.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     instruments = telemetry.Instruments(provider.get_meter("pgpulse.demo"))
     app = create_app(instruments, Behaviour(args.error_rate, args.latency_scale, args.seed))
     server = make_server(args.host, args.port, app, threaded=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request: the metrics count them
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,8 @@ KEY_FILE=$STATE/api-key
 PGPULSE=http://127.0.0.1:$PORT
 mkdir -p "$STATE"
 
+# Each part runs in its own session, so the terminal's Ctrl-C reaches only this
+# script, which stops them in order: the app's last export still finds pgpulse up.
 pids=()
 stop_all() {
     trap - INT TERM EXIT
@@ -46,7 +48,7 @@ except OSError:
 PY
 }
 
-PORT=$PORT "$BIN/pgpulse" up &
+PORT=$PORT setsid "$BIN/pgpulse" up &
 pids+=($!)
 echo "demo: waiting for pgpulse on $PGPULSE ..." >&2
 for _ in $(seq 1 180); do
@@ -61,7 +63,7 @@ if [ ! -s "$KEY_FILE" ] || [ "$(answers "$PGPULSE/v1/metrics" "$(cat "$KEY_FILE"
     (umask 077 && "$BIN/pgpulse" keys create demo-app --scope ingest > "$KEY_FILE")
 fi
 
-"$BIN/python" -m demo --port "$DEMO_PORT" --otlp-endpoint "$PGPULSE/v1/metrics" \
+setsid "$BIN/python" -m demo --port "$DEMO_PORT" --otlp-endpoint "$PGPULSE/v1/metrics" \
     --api-key-file "$KEY_FILE" --export-interval "$DEMO_EXPORT_INTERVAL" &
 pids+=($!)
 for _ in $(seq 1 30); do
@@ -69,7 +71,7 @@ for _ in $(seq 1 30); do
     sleep 0.5
 done
 
-"$BIN/pgpulse" loadgen app --url "http://127.0.0.1:$DEMO_PORT" --rate "$DEMO_RATE" \
+setsid "$BIN/pgpulse" loadgen app --url "http://127.0.0.1:$DEMO_PORT" --rate "$DEMO_RATE" \
     --pattern "$DEMO_PATTERN" --burst-every 120 --burst-length 20 --duration 0 &
 pids+=($!)
 cat >&2 <<MSG
