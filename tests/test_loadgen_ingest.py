@@ -147,3 +147,62 @@ def test_bad_arguments_exit_2_with_a_message(args, message):
     proc = loadgen(*args)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+VICTORIA_METRICS = "/usr/bin/victoria-metrics"
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path):
+    """Debian's VictoriaMetrics on a loopback port: a real receiver of line protocol
+    (pgpulse's own comes with its Influx endpoint)."""
+    import socket
+
+    from polling import wait_for
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([VICTORIA_METRICS, f"-httpListenAddr=127.0.0.1:{port}",
+                             f"-storageDataPath={tmp_path / 'vm'}", "-search.latencyOffset=0s",
+                             "-search.disableCache"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        import requests
+        try:
+            return requests.get(f"{url}/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, 60, "VictoriaMetrics to answer")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_influx_payloads_are_taken_by_a_real_line_protocol_receiver(victoria_metrics):
+    import requests
+    from polling import wait_for
+
+    proc = loadgen("ingest", "--url", victoria_metrics, "--protocol", "influx", "--rate", "10", "--duration", "1",
+                   "--batch", "10", "--series", "10", "--even", "--gzip", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["by_status"] == {"204": 10} and summary["samples_accepted"] == 100, summary
+
+    def exported() -> dict[str, list]:
+        r = requests.get(f"{victoria_metrics}/api/v1/export", params={"match[]": '{__name__=~"loadgen_.*"}'},
+                         timeout=10)
+        series = [json.loads(line) for line in r.text.splitlines() if line.strip()]
+        got: dict[str, list] = {}
+        for s in series:
+            got.setdefault(s["metric"]["__name__"], []).extend(s["values"])
+        return got if sum(len(v) for v in got.values()) == 100 else {}
+
+    got = wait_for(exported, 60, "the 100 samples in VictoriaMetrics")
+    assert sorted(got) == ["loadgen_counter_total", "loadgen_gauge"]
+    assert len(got["loadgen_counter_total"]) == len(got["loadgen_gauge"]) == 50

@@ -153,14 +153,19 @@ def build_influx(samples: list[Sample]) -> tuple[bytes, str]:
 
 def builder(protocol: str, *, encoding: str = "protobuf", start_ns: int = 0
             ) -> Callable[[list[Sample]], tuple[bytes, str]]:
-    """The body builder of ``protocol`` (``encoding`` chooses OTLP's protobuf or JSON)."""
+    """The body builder of ``protocol`` (``encoding`` chooses OTLP's protobuf or JSON).
+    The protocol's library is imported here, not in the first request's time."""
     if protocol == "json":
         return build_json
     if protocol == "otlp":
+        import opentelemetry.proto.collector.metrics.v1.metrics_service_pb2  # noqa: F401
+
         if encoding == "json":
             return lambda samples: build_otlp_json(samples, start_ns=start_ns)
         return lambda samples: build_otlp(samples, start_ns=start_ns)
     if protocol == "influx":
+        import influxdb_client  # noqa: F401
+
         return build_influx
     raise ValueError(f"unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
 

@@ -325,7 +325,7 @@ def run(due: Iterator[float], make: Callable[[], Any], send: Callable[[Any], Non
     start = clock.now()
     next_progress = progress_every
     for offset in due:
-        if duration is not None and offset >= duration:
+        if duration is not None and offset >= duration - _DUE:
             break
         while True:
             if stop is not None and stop.is_set():
