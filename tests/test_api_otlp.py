@@ -196,6 +196,34 @@ def test_a_delta_exporter_has_its_counters_refused_and_the_rest_kept(db_url, liv
         mp.shutdown()
 
 
+def test_the_documented_environment_variables_configure_the_sdk(db_url, live, monkeypatch):
+    """docs/sending-data.md's copy-paste SDK settings, read by the exporter itself."""
+    key = new_key(db_url, "ingest")
+    for name, value in {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{live}/v1/metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": f"Authorization=Bearer%20{key}",
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "cumulative",
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit_bucket_histogram",
+        "OTEL_SERVICE_NAME": "checkout",
+        "OTEL_RESOURCE_ATTRIBUTES": "service.namespace=shop,service.instance.id=checkout-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=3_600_000)
+    mp = MeterProvider(resource=Resource.create(), metric_readers=[reader])
+    try:
+        mp.get_meter("app").create_histogram("checkout.duration", unit="ms").record(42.0)
+        assert mp.force_flush(60_000)
+        found = stored(db_url)
+        labels = frozenset({"job": "shop/checkout", "instance": "checkout-1",
+                            "otel_scope_name": "app"}.items())
+        assert found[("checkout_duration_milliseconds_count", labels)] == [(1.0, "counter")]
+        assert found[("checkout_duration_milliseconds_sum", labels)] == [(42.0, "counter")]
+    finally:
+        mp.shutdown()
+
+
 # -- hand-made requests -------------------------------------------------------------------
 
 
@@ -339,6 +367,11 @@ def test_more_samples_than_a_request_may_carry_is_a_413(make_app, db_url):
     client = make_app(PROXY_MAX_SAMPLES_PER_REQUEST=3).test_client()
     status = failure(post(client, export_request(gauge("g", 1.0, 2.0, 3.0, 4.0)), JSON), 413)
     assert "PROXY_MAX_SAMPLES_PER_REQUEST" in status.message
+    # A histogram of many buckets is counted before it is mapped.
+    wide = pb.Metric(name="h", histogram=pb.Histogram(aggregation_temporality=CUMULATIVE, data_points=[
+        pb.HistogramDataPoint(time_unix_nano=now_ns(), count=0, explicit_bounds=range(100_000))]))
+    status = failure(post(client, export_request(wide), PROTOBUF), 413, PROTOBUF)
+    assert "100004 samples" in status.message
     assert names(db_url) == set()
 
 

@@ -343,7 +343,11 @@ def test_decode_refuses_what_is_not_a_request():
     for body, encoding in [(good[:-3], otlp.PROTOBUF), (b"\xff\xff\xff", otlp.PROTOBUF),
                            (b"{", otlp.JSON), (b"[]", otlp.JSON), (b'"x"', otlp.JSON),
                            (b'{"resourceMetrics": 5}', otlp.JSON), (b"\xff", otlp.JSON),
-                           (b"[" * 5000 + b"]" * 5000, otlp.JSON)]:
+                           (b"[" * 5000 + b"]" * 5000, otlp.JSON),
+                           # the protobuf JSON parser alone would take a string for a message
+                           (b'{"resourceMetrics": ["AAA"]}', otlp.JSON),
+                           (b'{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"gauge": '
+                            b'{"dataPoints": [{"attributes": ["x"]}]}}]}]}]}', otlp.JSON)]:
         with pytest.raises(otlp.DecodeError):
             otlp.decode(body, encoding)
 

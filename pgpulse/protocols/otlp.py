@@ -130,6 +130,7 @@ def decode(body: bytes, encoding: str) -> ExportMetricsServiceRequest:
             if type(doc) is not dict:
                 raise DecodeError("body is not an OTLP JSON ExportMetricsServiceRequest: "
                                   "expected a JSON object")
+            _objects_where_messages_go(doc, message.DESCRIPTOR, "")
             json_format.ParseDict(doc, message, ignore_unknown_fields=True)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
@@ -140,6 +141,24 @@ def decode(body: bytes, encoding: str) -> ExportMetricsServiceRequest:
     except RecursionError:
         raise DecodeError("body nests deeper than an ExportMetricsServiceRequest can") from None
     return message
+
+
+def _objects_where_messages_go(doc: dict, descriptor, path: str) -> None:
+    """Raise DecodeError where the JSON has something other than an object in place of
+    a message: the protobuf JSON parser, told to ignore unknown fields, would read a
+    string there as an object of unknown one-letter fields and accept it."""
+    fields = descriptor.fields_by_camelcase_name
+    for key, value in doc.items():
+        field = fields.get(key) or descriptor.fields_by_name.get(key)
+        if field is None or field.message_type is None or value is None:
+            continue
+        where = f"{path}.{key}" if path else key
+        for i, item in enumerate(value if field.is_repeated and type(value) is list else (value,)):
+            at = f"{where}[{i}]" if field.is_repeated else where
+            if type(item) is not dict:
+                raise DecodeError(f"body is not an OTLP JSON ExportMetricsServiceRequest: {at} "
+                                  f"must be a JSON object")
+            _objects_where_messages_go(item, field.message_type, at)
 
 
 def encode(message: ExportMetricsServiceResponse, encoding: str) -> bytes:
@@ -526,20 +545,22 @@ class _Builder:
             self.reject_metric(DELTA_HINT if data.aggregation_temporality == DELTA
                                else "aggregation temporality unspecified")
             return None
-        read = {"gauge": self.number, "sum": self.number, "histogram": self.histogram,
-                "summary": self.summary}[kind]
         typ = "counter" if shape == "counter" else "gauge"
-        newest = None
         out = self.out
-        for point in points:
-            try:
-                t = read(point, name, typ, scope)
-            except _Rejected as exc:
-                out.rejected += 1
-                out.problem(f"metric {metric.name!r}: {exc}")
-                continue
-            if newest is None or t > newest:
-                newest = t
+        if kind in ("gauge", "sum"):
+            newest = self.numbers(points, metric.name, name, typ, scope)
+        else:
+            read = self.histogram if kind == "histogram" else self.summary
+            newest = None
+            for point in points:
+                try:
+                    t = read(point, name, typ, scope)
+                except _Rejected as exc:
+                    out.rejected += 1
+                    out.problem(f"metric {metric.name!r}: {exc}")
+                    continue
+                if newest is None or t > newest:
+                    newest = t
         if newest is None:
             out.metric_family[self.metric] = None  # nothing kept: no word on the family
         return newest
@@ -549,7 +570,55 @@ class _Builder:
         labels.update(scope)
         return labels
 
-    def number(self, point, name: str, typ: str, scope: dict[str, str]) -> int:
+    def numbers(self, points, otlp_name: str, name: str, typ: str, scope: dict[str, str]
+                ) -> int | None:
+        """Map the points of a gauge or sum; returns the newest time kept.
+
+        The hot path of the protocol: a point whose attributes were seen before in this
+        metric, all of them non-empty strings (a non-empty ``string_value`` is only
+        read from a string attribute), with a finite value, no flags and a time in the
+        window, takes its series from a memo of the raw attributes and skips label
+        mapping and checks; every other point goes through :meth:`number`.
+        """
+        out = self.out
+        rows, row_metric, metric = out.batch.rows, out.row_metric, self.metric
+        lo, hi = self.window.lo_us, self.window.hi_us
+        memo: dict[tuple, int] = {}
+        newest: int | None = None
+        for point in points:
+            raw = tuple([(kv.key, kv.value.string_value) for kv in point.attributes])
+            k = memo.get(raw)
+            if k is not None and not point.flags:
+                ns = point.time_unix_nano
+                t = ns // 1000 - PG_EPOCH_US
+                which = point.WhichOneof("value")
+                if which == "as_double":
+                    value = point.as_double
+                    good = value - value == 0.0  # finite (NaN and infinities are not)
+                else:
+                    good = which == "as_int"
+                    value = float(point.as_int)
+                if good and ns and lo <= t <= hi:
+                    rows.append((t, k, value))
+                    row_metric.append(metric)
+                    if newest is None or t > newest:
+                        newest = t
+                    continue
+            try:
+                t, k = self.number(point, name, typ, scope)
+            except _Rejected as exc:
+                out.rejected += 1
+                out.problem(f"metric {otlp_name!r}: {exc}")
+                continue
+            if all(v for _, v in raw) and all(
+                    kv.value.WhichOneof("value") == "string_value" for kv in point.attributes):
+                memo[raw] = k
+            if newest is None or t > newest:
+                newest = t
+        return newest
+
+    def number(self, point, name: str, typ: str, scope: dict[str, str]) -> tuple[int, int]:
+        """(time, series index) of one gauge or sum point, its sample or marker added."""
         t = self.time(point)
         stale = bool(point.flags & NO_RECORDED_VALUE)
         which = point.WhichOneof("value")
@@ -565,7 +634,7 @@ class _Builder:
             raise _Rejected("a number data point without a value")
         k = self.series(name, self.labels(point, scope), typ)
         self.emit([(k, value)], t, stale)
-        return t
+        return t, k
 
     def histogram(self, point, name: str, typ: str, scope: dict[str, str]) -> int:
         t = self.time(point)
@@ -628,6 +697,27 @@ def _prometheus_type(metric) -> str:
         if kv.key == "prometheus.type":
             return kv.value.string_value
     return ""
+
+
+def sample_count(request: ExportMetricsServiceRequest) -> int:
+    """The most samples (and markers) a request can make, counted before mapping it,
+    so that a request past a limit costs no more than its decoding: a number point
+    makes one, a histogram point one per bucket plus ``_count`` and ``_sum``, a
+    summary point one per quantile plus ``_count`` and ``_sum``; ``target_info`` one
+    per resource."""
+    total = 0
+    for rm in request.resource_metrics:
+        total += 1
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                if kind in ("gauge", "sum"):
+                    total += len(getattr(metric, kind).data_points)
+                elif kind == "histogram":
+                    total += sum(len(p.explicit_bounds) + 3 for p in metric.histogram.data_points)
+                elif kind == "summary":
+                    total += sum(len(p.quantile_values) + 2 for p in metric.summary.data_points)
+    return total
 
 
 def translate(request: ExportMetricsServiceRequest, limits: SeriesLimits, window: Window

@@ -44,7 +44,6 @@ from pgpulse.store.errors import CardinalityExceeded, StoreError, TypeConflict
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
 from proxy.api.ingest import gc_paused
-from proxy.api.openapi import param
 from proxy.auth import require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, DatabaseUnavailable, store_status
@@ -201,13 +200,15 @@ def export_metrics() -> Response:
             message = otlp.decode(body, encoding)
         except otlp.DecodeError as exc:
             raise ApiError(400, str(exc)) from None
+        most = otlp.sample_count(message)
+        if most > settings.max_samples:
+            metrics.SAMPLES_REJECTED.labels("too_many_samples").inc(most)
+            raise ApiError(413, f"this request makes up to {most} samples (a histogram point "
+                                f"one per bucket, plus _count and _sum); the limit is "
+                                f"{settings.max_samples} (PROXY_MAX_SAMPLES_PER_REQUEST): export "
+                                f"smaller batches", count=most, limit=settings.max_samples)
         tr = otlp.translate(message, limits, _window(st))
     size = len(tr.batch.rows) + len(tr.batch.stale)
-    if size > settings.max_samples:
-        metrics.SAMPLES_REJECTED.labels("too_many_samples").inc(len(tr.batch.rows))
-        raise ApiError(413, f"this request makes {size} samples; the limit is "
-                            f"{settings.max_samples} (PROXY_MAX_SAMPLES_PER_REQUEST): export "
-                            f"smaller batches", count=size, limit=settings.max_samples)
     if tr.rejected:
         metrics.SAMPLES_REJECTED.labels("invalid").inc(tr.rejected)
     if tr.points and tr.rejected == tr.points:
@@ -237,7 +238,13 @@ _REQUEST = {
     "type": "object",
     "description": "ExportMetricsServiceRequest in OTLP's JSON encoding (the protobuf JSON "
                    "mapping: lowerCamelCase keys, 64-bit integers as strings, enums as numbers)",
-    "properties": {"resourceMetrics": {"type": "array", "items": {"type": "object"}}},
+    # null stands for an absent field in the protobuf JSON mapping.
+    "properties": {"resourceMetrics": {"type": ["array", "null"], "items": {
+        "type": "object", "properties": {
+            "resource": {"type": ["object", "null"]},
+            "scopeMetrics": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                "scope": {"type": ["object", "null"]},
+                "metrics": {"type": ["array", "null"], "items": {"type": "object"}}}}}}}}},
 }
 _RESPONSE = {
     "type": "object",
@@ -262,9 +269,8 @@ OPENAPI = {
                    "scope ingest)",
         "description": "Mapped as the OpenTelemetry specification's Prometheus compatibility "
                        "section says (docs/sending-data.md). Refused data points are counted in "
-                       "partialSuccess; errors are google.rpc.Status in the request's encoding.",
-        "parameters": [param("Content-Encoding", "gzip or absent", where="header",
-                             schema={"type": "string", "enum": ["gzip", "identity"]})],
+                       "partialSuccess; errors are google.rpc.Status in the request's encoding. "
+                       "A body may be gzip-compressed (Content-Encoding: gzip).",
         "requestBody": {"required": True, "content": {
             otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
             otlp.JSON: {"schema": _REQUEST}}},
