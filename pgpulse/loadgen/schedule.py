@@ -17,7 +17,7 @@ import math
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -227,6 +227,9 @@ class Picker:
 # -- the tally of answers --------------------------------------------------------------
 
 
+LATENCIES_KEPT = 100_000
+
+
 class Tally:
     """What was sent and how it was answered; thread-safe (senders answer from threads)."""
 
@@ -238,7 +241,9 @@ class Tally:
         self.by_endpoint: Counter[str] = Counter()
         self.samples_sent = 0
         self.samples_accepted = 0
-        self.latencies: list[float] = []
+        # The latest answers' latencies, bounded so a run of days keeps its memory and
+        # its progress lines cheap: quantiles are of the last LATENCIES_KEPT answers.
+        self.latencies: deque[float] = deque(maxlen=LATENCIES_KEPT)
         self.failures: Counter[str] = Counter()  # why requests got no answer
 
     def record_sent(self, endpoint: str, samples: int = 0) -> None:
