@@ -39,6 +39,9 @@ console: $(STAMP) ## install the web console's front-end libraries (npm)
 run: $(STAMP) console ## run pgpulse in the foreground (embedded PostgreSQL unless DATABASE_URL is set)
 	@$(BIN)/pgpulse up; status=$$?; [ $$status -eq 3 ] || exit $$status
 
+demo: $(STAMP) ## pgpulse, the instrumented demo app and the load generator together (Ctrl-C stops all)
+	BIN=$(BIN) demo/run.sh
+
 migrate-local: $(STAMP) ## apply migrations to DATABASE_URL (or the embedded database)
 	$(BIN)/pgpulse migrate
 
@@ -130,4 +133,4 @@ backup-local: $(STAMP) ## back up the embedded database (or DATABASE_URL) with p
 restore-local: $(STAMP) ## restore the embedded database (or DATABASE_URL) with pgpulse restore (BACKUP=dir, FORCE=1)
 	$(BIN)/pgpulse restore $(BACKUP) $(if $(FORCE),--force)
 
-.PHONY: help venv console run migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore backup-local restore-local
+.PHONY: help venv console run demo migrate-local status pglite test bench schema clean env-check up down ps logs migrate backup restore backup-local restore-local prompb

@@ -426,6 +426,211 @@ ORDER BY 1"""
     )
 
 
+# -- HTTP services: rate, errors, duration (RED) -----------------------------------------
+
+# OpenTelemetry's HTTP server metrics as pgpulse stores them (the OTLP mapping of the
+# Prometheus compatibility spec): the duration histogram's _bucket{le}/_sum/_count
+# counters and the active requests gauge, labelled job, instance, http_route,
+# http_request_method, http_response_status_code and error_type. The demo app
+# (demo/) sends them; so does any server instrumented by the semantic conventions.
+HTTP_DURATION = "http_server_request_duration_seconds"
+HTTP_ACTIVE = "http_server_active_requests"
+ROUTE = "coalesce(s.labels->>'http_route', '(none)')"
+RED_FILTER = f"s.labels->>'job' = '$job' AND {ROUTE} IN ($route)"
+
+
+def counter_steps(names: tuple[str, ...], agg: str = "last") -> str:
+    """Per series of ``names`` (under ``$job``/``$route``) and step: ``agg`` of its
+    values, and ``at``, when the newest of them was taken (epoch seconds; the end of
+    the newest bucket in a rolled-up tier), from the tier chosen by ``$tier``."""
+    which = ", ".join(f"'{n}'" for n in names)
+    series = f"s.name IN ({which}) AND {RED_FILTER}"
+    raw = TIERS[0]
+    branches = [
+        f"""SELECT $__timeGroupAlias(p.time, $__interval), p.series_id, {raw.aggregate(agg, value="p.value", time="p.time")} AS value,
+       extract(epoch FROM max(p.time)) AS at
+FROM {raw.samples} p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
+GROUP BY 1, 2"""
+    ]
+    for t in tiers.ROLLED_UP:
+        branches.append(
+            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), p.series_id, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value,
+       extract(epoch FROM max(p.bucket)) + {int(t.width.total_seconds())} AS at
+FROM {t.samples} p JOIN series s ON s.id = p.series_id
+WHERE '$tier' = '{t.name}' AND $__timeFilter(p.bucket) AND {series}
+GROUP BY 1, 2"""
+        )
+    return "\nUNION ALL\n".join(branches)
+
+
+def increases(*names: str) -> str:
+    """(time, series_id, inc, secs): how much each counter series grew since its
+    previous step and over how many seconds (between the newest values of the two
+    steps, so a step only partly filled, such as the current one, is no slower); a
+    decrease is a reset (the process restarted), counted from zero as Prometheus's
+    increase() does."""
+    return f"""SELECT time, series_id,
+       CASE WHEN value >= prev THEN value - prev ELSE value END AS inc,
+       at - prev_at AS secs
+FROM (SELECT time, series_id, value, at,
+             lag(value) OVER w AS prev, lag(at) OVER w AS prev_at
+      FROM (
+{counter_steps(names)}
+      ) AS steps
+      WINDOW w AS (PARTITION BY series_id ORDER BY time)) AS d
+WHERE prev IS NOT NULL AND at > prev_at"""
+
+
+def per_second(label: str) -> str:
+    """Requests per second per step, one line per value of ``label`` (SQL over ``s``)."""
+    return f"""SELECT i.time, {label} AS metric, sum(i.inc / i.secs) AS value
+FROM (
+{increases(HTTP_DURATION + "_count")}
+) AS i JOIN series s ON s.id = i.series_id
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+
+
+FIVE_XX = "(s.labels->>'http_response_status_code') LIKE '5%'"
+
+
+def quantiles(qs: tuple[tuple[float, str], ...], *, by_route: bool) -> str:
+    """Duration quantiles per step from the buckets' increases, as Prometheus's
+    histogram_quantile(): the first bucket whose cumulative count reaches q x the
+    count, linear inside it (from 0 for the first bucket); in the +Inf bucket, the
+    highest finite bound. ``by_route``: one line per route (one q), else one per q."""
+    grp = ROUTE if by_route else "''"
+    values = ", ".join(f"({q}, '{name}')" for q, name in qs)
+    return f"""WITH b AS (
+  SELECT i.time, {grp} AS grp,
+         CASE WHEN s.labels->>'le' = '+Inf' THEN 'Infinity'::float8 ELSE (s.labels->>'le')::float8 END AS le,
+         sum(i.inc) AS n
+  FROM (
+{increases(HTTP_DURATION + "_bucket")}
+  ) AS i JOIN series s ON s.id = i.series_id
+  WHERE s.labels ? 'le'
+  GROUP BY 1, 2, 3
+), c AS (
+  SELECT time, grp, le, n, lag(le) OVER w AS lower_le, lag(n) OVER w AS lower_n,
+         max(n) FILTER (WHERE le = 'Infinity') OVER (PARTITION BY time, grp) AS total
+  FROM b
+  WINDOW w AS (PARTITION BY time, grp ORDER BY le)
+)
+SELECT time, metric, value FROM (
+  SELECT DISTINCT ON (c.time, c.grp, q.q) c.time, {"c.grp" if by_route else "q.name"} AS metric,
+         CASE WHEN c.le = 'Infinity' THEN c.lower_le
+              ELSE coalesce(coalesce(c.lower_le, 0) + (c.le - coalesce(c.lower_le, 0))
+                            * (q.q * c.total - coalesce(c.lower_n, 0)) / nullif(c.n - coalesce(c.lower_n, 0), 0),
+                            c.le) END AS value
+  FROM c CROSS JOIN (VALUES {values}) AS q (q, name)
+  WHERE c.total > 0 AND c.n >= q.q * c.total
+  ORDER BY c.time, c.grp, q.q, c.le
+) AS x
+ORDER BY 1, 2"""
+
+
+def red() -> dict:
+    reset_ids()
+    job_var = query_var(
+        "job",
+        f"SELECT DISTINCT labels->>'job' FROM series WHERE name = '{HTTP_DURATION}_count' ORDER BY 1",
+        description="The service (OpenTelemetry's service.name, pgpulse's job label).",
+    )
+    route_var = query_var(
+        "route",
+        f"SELECT DISTINCT coalesce(labels->>'http_route', '(none)') FROM series\n"
+        f"WHERE name = '{HTTP_DURATION}_count'\nORDER BY 1",
+        multi=True, include_all=True, description="Routes of the service ((none): requests no route matched).",
+    )
+    count = HTTP_DURATION + "_count"
+    range_seconds = "extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
+    totals = f"""FROM (
+{increases(count)}
+) AS i JOIN series s ON s.id = i.series_id"""
+    error_ratio = f"""SELECT i.time, {ROUTE} AS metric,
+       100 * sum(i.inc) FILTER (WHERE {FIVE_XX}) / nullif(sum(i.inc), 0) AS value
+{totals}
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+    errors_by_type = f"""SELECT i.time, coalesce(s.labels->>'error_type', 'HTTP ' || (s.labels->>'http_response_status_code')) AS metric,
+       sum(i.inc / i.secs) AS value
+{totals}
+WHERE {FIVE_XX} OR s.labels ? 'error_type'
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+    mean_latency = f"""SELECT i.time, {ROUTE} AS metric,
+       sum(i.inc) FILTER (WHERE s.name = '{HTTP_DURATION}_sum')
+       / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS value
+FROM (
+{increases(HTTP_DURATION + "_sum", count)}
+) AS i JOIN series s ON s.id = i.series_id
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+    in_flight = f"""SELECT a.time, {ROUTE} AS metric, sum(a.value) AS value
+FROM (
+{counter_steps((HTTP_ACTIVE,), "max")}
+) AS a JOIN series s ON s.id = a.series_id
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+    routes = f"""SELECT {ROUTE} AS route,
+       sum(i.inc) FILTER (WHERE s.name = '{count}') AS requests,
+       sum(i.inc) FILTER (WHERE s.name = '{count}') / nullif({range_seconds}, 0) AS "req/s",
+       100 * sum(i.inc) FILTER (WHERE s.name = '{count}' AND {FIVE_XX})
+           / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS "5xx",
+       sum(i.inc) FILTER (WHERE s.name = '{HTTP_DURATION}_sum')
+           / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS "mean duration"
+FROM (
+{increases(HTTP_DURATION + "_sum", count)}
+) AS i JOIN series s ON s.id = i.series_id
+GROUP BY 1
+ORDER BY 2 DESC NULLS LAST, 1"""
+    p95_overall = quantiles(((0.95, "p95"),), by_route=False)
+    panels = [
+        stat("Requests per second", f"SELECT sum(i.inc) / nullif({range_seconds}, 0) AS \"req/s\"\n{totals}",
+             grid(0, 0, 6, 4), unit="reqps", description="Average over the time range."),
+        stat("Errors (5xx)", f"SELECT coalesce(100 * sum(i.inc) FILTER (WHERE {FIVE_XX}) / nullif(sum(i.inc), 0), 0)"
+             f" AS \"5xx\"\n{totals}",
+             grid(6, 0, 6, 4), unit="percent", thresholds=[(None, "green"), (1, "orange"), (5, "red")],
+             description="Share of requests answered 5xx over the time range."),
+        stat("Duration p95 (latest step)", f"SELECT value AS p95 FROM (\n{p95_overall}\n) AS q ORDER BY time DESC LIMIT 1",
+             grid(12, 0, 6, 4), unit="s", thresholds=[(None, "green"), (0.5, "orange"), (2, "red")]),
+        stat("In flight (latest step)",
+             f"SELECT sum(value) AS \"in flight\" FROM (\n{in_flight}\n) AS f\n"
+             f"WHERE time = (SELECT max(time) FROM (\n{in_flight}\n) AS g)",
+             grid(18, 0, 6, 4)),
+        row("Rate", 4),
+        timeseries("Requests per second by route", per_second(ROUTE), grid(0, 5, 12, 8), unit="reqps",
+                   stack=True, description="From the duration histogram's count: every answered request."),
+        timeseries("Requests per second by status",
+                   per_second("s.labels->>'http_response_status_code'"), grid(12, 5, 12, 8), unit="reqps",
+                   stack=True),
+        row("Errors", 13),
+        timeseries("5xx share by route", error_ratio, grid(0, 14, 12, 8), unit="percent",
+                   description="Requests answered 5xx, in percent of the route's requests per step."),
+        timeseries("Failures per second by error type", errors_by_type, grid(12, 14, 12, 8), unit="reqps",
+                   bars=True, stack=True,
+                   description="error.type of failed requests (the exception's class), else the 5xx status."),
+        row("Duration", 22),
+        timeseries("Duration percentiles", quantiles(((0.5, "p50"), (0.95, "p95"), (0.99, "p99")), by_route=False),
+                   grid(0, 23, 12, 8), unit="s",
+                   description="From the histogram's buckets, as histogram_quantile(): linear inside a bucket."),
+        timeseries("Duration p95 by route", quantiles(((0.95, "p95"),), by_route=True), grid(12, 23, 12, 8),
+                   unit="s"),
+        timeseries("Mean duration by route", mean_latency, grid(0, 31, 12, 8), unit="s",
+                   description="The histogram's sum over its count, per step."),
+        timeseries("Requests in flight", in_flight, grid(12, 31, 12, 8),
+                   description="http.server.active_requests, the highest value per step."),
+        table("Routes", routes, grid(0, 39, 24, 8), units={"req/s": "reqps", "5xx": "percent", "mean duration": "s"}),
+    ]
+    return dashboard(
+        "pgpulse-http-red", "HTTP services (RED)",
+        "Rate, errors and duration of HTTP services instrumented with OpenTelemetry "
+        "(http.server.request.duration, http.server.active_requests), e.g. the demo app of `make demo`.",
+        panels, [TIER_VAR, job_var, route_var], time_from="now-1h", tags=("metrics", "red"),
+    )
+
+
 # -- Readings and ETL ------------------------------------------------------------------
 
 
@@ -643,6 +848,7 @@ def logs() -> dict:
 BUILDERS = {
     "hosts.json": hosts,
     "app-metrics.json": app_metrics,
+    "http-red.json": red,
     "readings-etl.json": readings_etl,
     "pgpulse.json": pgpulse_self,
     "logs.json": logs,

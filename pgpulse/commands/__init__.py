@@ -7,6 +7,7 @@ from pgpulse.commands import (
     config,
     etl,
     keys,
+    loadgen,
     migrate,
     proxy,
     scheduler,
@@ -16,4 +17,4 @@ from pgpulse.commands import (
 )
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, audit]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, audit, loadgen]
