@@ -18,6 +18,8 @@ from proxy_helpers import new_key
 from werkzeug.serving import make_server
 
 from pgpulse.loadgen import payloads
+from pgpulse.protocols import remote_write
+from pgpulse.protocols.prompb import MetricMetadata
 from proxy import close_app, create_app
 
 
@@ -101,6 +103,42 @@ def test_influx_payload_is_line_protocol():
     assert lines[1].startswith("loadgen,instance=a\\ b,series=1 gauge=")
     assert payloads.auth_headers("influx", "k") == {"Authorization": "Token k"}
     assert payloads.auth_headers("otlp", "k") == {"Authorization": "Bearer k"}
+
+
+def test_remote_write_payload_is_a_snappy_write_request():
+    samples = payloads.SeriesSet(3).take(4, 1_700_000_000_500_000_000)
+    p = payloads.payload(samples, payloads.build_remote_write,
+                         headers=payloads.auth_headers("remote_write", "k"), compress=True)
+    # Snappy already: --gzip adds no second encoding.
+    assert p.headers == {"Authorization": "Bearer k", "Content-Type": "application/x-protobuf",
+                         "Content-Encoding": "snappy", "X-Prometheus-Remote-Write-Version": "0.1.0"}
+    req = remote_write.parse(remote_write.decompress(p.body, 1 << 20))
+    got = {tuple((label.name, label.value) for label in ts.labels): [(s.timestamp, s.value) for s in ts.samples]
+           for ts in req.timeseries}
+    # Series 0 twice in one batch: the second a millisecond later, remote write's resolution.
+    assert got[(("__name__", "loadgen_counter_total"), ("instance", "loadgen-1"), ("series", "0"))] == [
+        (1_700_000_000_500, samples[0].value), (1_700_000_000_501, samples[3].value)]
+    assert sum(len(v) for v in got.values()) == 4 and len(got) == 3
+    assert {m.metric_family_name: m.type for m in req.metadata} == {
+        "loadgen_counter_total": MetricMetadata.COUNTER, "loadgen_gauge": MetricMetadata.GAUGE}
+
+
+def test_remote_write_run_stores_what_it_reports(db_url, proxy_url, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text(new_key(db_url, "ingest") + "\n")
+    proc = loadgen("ingest", "--url", proxy_url, "--protocol", "remote_write", "--rate", "10", "--duration", "2",
+                   "--batch", "10", "--series", "30", "--api-key-file", str(key_file), "--even", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["by_status"] == {"204": 20}, summary
+    assert summary["samples_sent"] == summary["samples_accepted"] == 200
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute(
+            "SELECT count(*), count(DISTINCT p.series_id) FROM samples p JOIN series s ON s.id = p.series_id "
+            "WHERE s.name IN ('loadgen_counter_total', 'loadgen_gauge')").fetchone()
+        types = dict(conn.execute("SELECT name, type FROM series").fetchall())
+    assert stored == (200, 30)
+    assert types == {"loadgen_counter_total": "counter", "loadgen_gauge": "gauge"}
 
 
 def test_ingest_run_stores_what_it_reports(db_url, proxy_url, tmp_path):

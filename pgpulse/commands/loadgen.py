@@ -52,7 +52,7 @@ def register(sub) -> None:
 
     i = modes.add_parser("ingest", help="post samples to an ingest endpoint, for benchmarks")
     i.add_argument("--url", default="http://127.0.0.1:8085", help="pgpulse's base URL")
-    i.add_argument("--protocol", choices=("json", "otlp", "influx"), default="json")
+    i.add_argument("--protocol", choices=("json", "otlp", "influx", "remote_write"), default="json")
     i.add_argument("--encoding", choices=("protobuf", "json"), default="protobuf",
                    help="OTLP's encoding (default protobuf)")
     i.add_argument("--path", default=None,

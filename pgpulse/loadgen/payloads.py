@@ -9,10 +9,11 @@ request of its protocol, with the maintained library of that protocol:
   ``opentelemetry-proto`` classes (protobuf, or OTLP's JSON encoding), counters as
   monotonic cumulative sums;
 * ``influx``: line protocol ``POST /api/v2/write`` made with ``influxdb-client``'s
-  ``Point`` (measurement ``loadgen``, field ``counter_total`` or ``gauge``).
-
-Prometheus remote_write is not here yet: its protobuf classes come with the
-remote_write receiver.
+  ``Point`` (measurement ``loadgen``, field ``counter_total`` or ``gauge``);
+* ``remote_write``: Prometheus remote write 1.0 ``POST /api/v1/write``, a
+  ``WriteRequest`` of pgpulse's generated protobuf classes (:mod:`pgpulse.protocols.prompb`),
+  snappy-compressed with ``cramjam``, one time series per series of the batch and the
+  counter's ``TYPE`` in its metadata.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from collections.abc import Callable
 
 import orjson
 
-PROTOCOLS = ("json", "otlp", "influx")
-DEFAULT_PATHS = {"json": "/api/ingest", "otlp": "/v1/metrics", "influx": "/api/v2/write"}
+PROTOCOLS = ("json", "otlp", "influx", "remote_write")
+DEFAULT_PATHS = {"json": "/api/ingest", "otlp": "/v1/metrics", "influx": "/api/v2/write",
+                 "remote_write": "/api/v1/write"}
+# What remote write 1.0 asks of every request besides its body's Content-Type.
+REMOTE_WRITE_HEADERS = {"Content-Encoding": "snappy", "X-Prometheus-Remote-Write-Version": "0.1.0"}
 
 COUNTER = "loadgen_counter_total"
 GAUGE = "loadgen_gauge"
@@ -63,8 +67,9 @@ class SeriesSet:
             self._next = (self._next + 1) % self.n
             self._steps[k] += 1
             # One series twice in one batch (size > n) gets a later time, never a second
-            # value at the same time.
-            t = time_ns + (j // self.n) * 1000
+            # value at the same time: a millisecond later, the finest time every protocol
+            # keeps (remote write's).
+            t = time_ns + (j // self.n) * 1_000_000
             labels = {"series": str(k), "instance": self.instance}
             if k % 2 == 0:
                 self._counters[k] += 1 + (self._steps[k] * 7 + k) % 10
@@ -151,6 +156,28 @@ def build_influx(samples: list[Sample]) -> tuple[bytes, str]:
     return "\n".join(lines).encode(), "text/plain; charset=utf-8"
 
 
+def build_remote_write(samples: list[Sample]) -> tuple[bytes, str]:
+    import cramjam
+
+    from pgpulse.protocols.prompb import MetricMetadata, WriteRequest
+
+    by_series: dict[tuple, list[Sample]] = {}
+    for s in samples:
+        by_series.setdefault((s.name, *sorted(s.labels.items())), []).append(s)
+    req = WriteRequest()
+    for (name, *labels), points in by_series.items():
+        ts = req.timeseries.add()
+        # Labels sorted by name, __name__ first, as Prometheus sends them.
+        ts.labels.add(name="__name__", value=name)
+        for k, v in labels:
+            ts.labels.add(name=k, value=v)
+        for s in sorted(points, key=lambda s: s.time_ns):
+            ts.samples.add(value=s.value, timestamp=s.time_ns // 1_000_000)
+    req.metadata.add(metric_family_name=COUNTER, type=MetricMetadata.COUNTER, help="Counter of the load generator")
+    req.metadata.add(metric_family_name=GAUGE, type=MetricMetadata.GAUGE, help="Gauge of the load generator")
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString())), "application/x-protobuf"
+
+
 def builder(protocol: str, *, encoding: str = "protobuf", start_ns: int = 0
             ) -> Callable[[list[Sample]], tuple[bytes, str]]:
     """The body builder of ``protocol`` (``encoding`` chooses OTLP's protobuf or JSON).
@@ -167,21 +194,25 @@ def builder(protocol: str, *, encoding: str = "protobuf", start_ns: int = 0
         import influxdb_client  # noqa: F401
 
         return build_influx
+    if protocol == "remote_write":
+        return build_remote_write
     raise ValueError(f"unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
 
 
 def auth_headers(protocol: str, key: str | None) -> dict[str, str]:
-    """The key the way each protocol's clients send it (Influx clients: ``Token``)."""
-    if not key:
-        return {}
-    return {"Authorization": f"{'Token' if protocol == 'influx' else 'Bearer'} {key}"}
+    """The headers each protocol's clients send: the key (Influx clients: ``Token``)
+    and, for remote write, the protocol's own headers."""
+    headers = dict(REMOTE_WRITE_HEADERS) if protocol == "remote_write" else {}
+    if key:
+        headers["Authorization"] = f"{'Token' if protocol == 'influx' else 'Bearer'} {key}"
+    return headers
 
 
 def payload(samples: list[Sample], build: Callable[[list[Sample]], tuple[bytes, str]], *,
             headers: dict[str, str], compress: bool = False) -> Payload:
     body, content_type = build(samples)
     h = {**headers, "Content-Type": content_type}
-    if compress:
+    if compress and "Content-Encoding" not in h:  # remote write is snappy-compressed already
         body = gzip.compress(body, compresslevel=1)
         h["Content-Encoding"] = "gzip"
     return Payload(body, h, len(samples))
