@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pytest
 from polling import wait_for
 
 from pgpulse.embedded import EmbeddedPostgres
@@ -87,7 +86,6 @@ def stop_up(proc: subprocess.Popen) -> str:
     return out
 
 
-@pytest.mark.engine("portable")  # pgpulse's scheduler rolls up only there
 def test_up_fills_the_tiers_while_data_arrives(empty_db_url, tmp_path, test_engine):
     # portable: pgpulse's scheduler rolls up into the rollup tables; timescale: the
     # aggregates answer (TimescaleDB's scheduler materialises them)
