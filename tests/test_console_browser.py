@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import mongomock
 import psycopg
@@ -295,50 +296,167 @@ def test_live_refresh_polls_the_api(session):
 # -- explore --------------------------------------------------------------------------
 
 
-def test_explore_completes_runs_and_shares_a_query(session):
+def explore_box(page):
+    return page.get_by_role("combobox", name="Query")
+
+
+def explore_chart(page) -> list[list[float]]:
+    """The (time, value) pairs of every series the Explore chart holds (nulls left out)."""
+    return page.evaluate("""() => { const u = document.getElementById('explore-plot').uplot;
+        if (!u) return null;
+        return u.data.slice(1).map((ys) => u.data[0].map((x, i) => [x, ys[i]]).filter(([, y]) => y !== null)); }""")
+
+
+def fragment_params(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).fragment.partition("?")[2])
+
+
+def prom_answer(session: Session, key: str) -> dict:
+    """What the API answers to the last PromQL range query the page sent (the same URL)."""
+    sent = [u for u in session.urls if "/api/v1/query_range?" in u][-1]
+    r = requests.get(sent, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_explore_completes_and_runs_promql_and_shares_it(session, populated):
     page = session.page
     page.get_by_role("link", name="Explore").click()
-    box = page.get_by_role("combobox", name="Query (selector)")
+    assert page.get_by_label("Language").input_value() == "promql"
+    assert page.get_by_label("Aggregation").is_hidden()  # the native API's controls
+    box = explore_box(page)
+    # Grouping labels, a function, then a metric, label and value inside the function.
+    box.press_sequentially("sum by (z")
+    page.get_by_role("option", name="zone").wait_for()
+    box.press("ArrowDown")
+    box.press("Enter")
+    assert box.input_value() == "sum by (zone"
+    box.press_sequentially(") (ra")
+    page.get_by_role("option", name="rate()").wait_for()
+    assert page.locator("#suggestions li").all_inner_texts()[:2] == ["rad()", "rate()"]
+    box.press("ArrowDown")
+    box.press("ArrowDown")
+    box.press("Enter")
+    assert box.input_value() == "sum by (zone) (rate("
     box.press_sequentially("cpu_t")
     page.get_by_role("option", name="cpu_temp").wait_for()
     box.press("ArrowDown")
     box.press("Enter")
-    assert box.input_value() == "cpu_temp"
+    assert box.input_value() == "sum by (zone) (rate(cpu_temp"
     box.press_sequentially("{")
     page.get_by_role("option", name="zone").wait_for()
     assert set(page.locator("#suggestions").get_by_role("option").all_inner_texts()) == {"host", "zone"}
     box.press_sequentially("ho")
     box.press("ArrowDown")
     box.press("Tab")
-    assert box.input_value() == 'cpu_temp{host="'
+    assert box.input_value() == 'sum by (zone) (rate(cpu_temp{host="'
     page.get_by_role("option", name="b").wait_for()
     box.press("ArrowDown")
     box.press("Enter")
-    assert box.input_value() == 'cpu_temp{host="a"'
+    query = 'sum by (zone) (rate(cpu_temp{host="a"}[5m]))'
+    assert box.input_value() == query[:-7]
     box.press("Escape")
-    box.press_sequentially("}")
+    box.press_sequentially("}[5m]))")
     page.get_by_role("button", name="Run query").click()
     page.locator("#series-table tbody tr").first.wait_for()
     assert page.locator("#result-tier").get_attribute("data-tier") == "raw"
+    assert page.locator("#result-step").inner_text() == "15 s"  # 1 h in about 240 points, at least 15 s
     assert re.fullmatch(r"\d+ ms", page.locator("#result-time").inner_text())
-    rows = page.locator("#series-table tbody tr")
-    assert rows.count() == 1 and rows.first.locator("th").inner_text() == 'cpu_temp{host="a", zone="eu-1"}'
-    values = page.evaluate("document.getElementById('explore-plot').uplot.data[1].filter((v) => v !== null)")
-    assert values == [40 + i for i in range(30)]
-    assert "query=cpu_temp%7Bhost%3D%22a%22%7D" in page.url
+    assert page.locator("#series-table tbody th").all_inner_texts() == ['{zone="eu-1"}']
+    # The chart holds what Prometheus's API answers: cpu_temp rises by 1 a minute.
+    [drawn] = explore_chart(page)
+    answer = prom_answer(session, populated["admin"])
+    [served] = answer["data"]["result"]
+    assert served["metric"] == {"zone": "eu-1"}
+    assert drawn and drawn == [[t, float(v)] for t, v in served["values"]]
+    assert max(v for _, v in drawn) == pytest.approx(1 / 60)
+    assert fragment_params(page.url) == {"query": [query], "range": ["1h"]}
     session.shot("explore")
 
-    # The URL alone runs it again (shared link), here over both hosts, grouped by zone.
-    page.goto(page.url.replace("query=cpu_temp%7Bhost%3D%22a%22%7D", "query=cpu_temp") + "&by=zone")
+    # An explicit step and a longer range: both in the URL, the step shown.
+    page.get_by_label("Step").fill("1m")
+    page.get_by_role("button", name="Run query").click()
+    page.wait_for_function("document.getElementById('result-step')?.textContent === '60 s'")
+    assert fragment_params(page.url)["step"] == ["1m"]
+    page.get_by_label("Step").fill("")
+    page.get_by_label("Range").select_option("24h")  # a new range runs the query again
+    page.wait_for_function("document.getElementById('result-step')?.textContent === '288 s'")
+    assert fragment_params(page.url) == {"query": [query], "range": ["24h"]}
+    assert "step=288" in [u for u in session.urls if "/api/v1/query_range?" in u][-1]
+
+    # The URL alone runs a query again (a shared link): here both hosts.
+    page.goto(f"{session.base}/#/explore?" + urlencode({"query": "rate(cpu_temp[5m])", "range": "6h"}))
+    page.locator("#series-table tbody tr").nth(1).wait_for()
+    assert page.get_by_label("Range").input_value() == "6h"
+    assert page.locator("#result-step").inner_text() == "72 s"  # 6 h in 300 points
+    assert page.locator("#series-table tbody th").all_inner_texts() == [
+        '{host="a", zone="eu-1"}', '{host="b", zone="eu-1"}']
+    drawn = explore_chart(page)
+    assert len(drawn) == 2 and all(drawn)
+    answer = prom_answer(session, populated["admin"])
+    assert drawn == [[[t, float(v)] for t, v in s["values"]] for s in answer["data"]["result"]]
+
+
+def test_explore_shows_nan_and_infinity_as_prometheus_writes_them(session):
+    page = session.page
+    session.go("explore?" + urlencode({"query": 'cpu_temp{host="a"} / 0 or (cpu_temp{host="b"} - cpu_temp{host="b"}) / 0'}))
+    page.locator("#series-table tbody tr").nth(1).wait_for()
+    rows = page.locator("#series-table tbody tr")
+    assert {r.locator("td").nth(1).inner_text() for r in rows.all()} == {"+Inf", "NaN"}
+    assert int(rows.first.locator("td").first.inner_text()) > 0
+    # Not finite: in the table, not drawn.
+    assert explore_chart(page) == [[], []]
+
+
+def test_explore_native_selector_mode(session):
+    page = session.page
+    # Links written before PromQL (agg=, no lang=) still run as native queries.
+    session.go("explore?query=cpu_temp&range=1h&agg=avg&by=zone")
     page.locator("#series-table tbody tr").first.wait_for()
+    assert page.get_by_label("Language").input_value() == "native"
+    assert page.get_by_label("Aggregation").is_visible() and page.get_by_label("Group by (labels)").is_visible()
     assert page.locator("#series-table tbody th").all_inner_texts() == ['cpu_temp{zone="eu-1"}']
+    assert page.locator("#result-tier").get_attribute("data-tier") == "raw"
+    [drawn] = explore_chart(page)
+    assert [v for _, v in drawn] == [40 + i for i in range(30)]  # avg of a and b per minute
+    page.get_by_label("Group by (labels)").fill("")
+    page.get_by_role("button", name="Run query").click()
+    page.locator("#series-table tbody tr").nth(1).wait_for()
+    assert fragment_params(page.url) == {"query": ["cpu_temp"], "range": ["1h"], "lang": ["native"], "agg": ["avg"]}
+    # Back to PromQL: the native controls go.
+    page.get_by_label("Language").select_option("promql")
+    assert page.get_by_label("Aggregation").is_hidden()
 
 
-def test_explore_shows_a_bad_query_error(session, live, populated):
+def test_explore_shows_a_bad_promql_query_error(session, live, populated):
     page = session.page
     session.go("explore")
+    bad = "sum(rate(cpu_temp[5m])"
+    explore_box(page).fill(bad)
+    page.get_by_role("button", name="Run query").click()
+    alert = page.locator("#result [role=alert]")
+    alert.wait_for()
+    r = requests.get(live + "/api/v1/query_range", timeout=60,
+                     params={"query": bad, "start": 0, "end": 60, "step": 15},
+                     headers={"Authorization": f"Bearer {populated['admin']}"})
+    assert r.status_code == 400 and r.json()["errorType"] == "bad_data"
+    assert "parse error" in r.json()["error"]
+    assert alert.inner_text() == f"{r.json()['error']} (bad_data, HTTP 400)"
+    assert page.locator("#series-table").count() == 0
+    session.shot("explore-error")
+
+    # A query the parser takes but that cannot be evaluated as a range: Prometheus's message.
+    explore_box(page).fill("cpu_temp[5m]")
+    page.get_by_role("button", name="Run query").click()
+    page.wait_for_function("document.querySelector('#result [role=alert]')?.textContent.includes('range vector')")
+    assert "(bad_data, HTTP 400)" in alert.inner_text()
+
+
+def test_explore_shows_a_bad_native_query_error(session, live, populated):
+    page = session.page
+    session.go("explore?lang=native")
     bad = 'cpu_temp{host=~"("}'
-    page.get_by_role("combobox", name="Query (selector)").fill(bad)
+    explore_box(page).fill(bad)
     page.get_by_role("button", name="Run query").click()
     alert = page.locator("#result [role=alert]")
     alert.wait_for()
@@ -346,7 +464,6 @@ def test_explore_shows_a_bad_query_error(session, live, populated):
                      headers={"Authorization": f"Bearer {populated['admin']}"})
     assert r.status_code == 400
     assert alert.inner_text() == f"{r.json()['error']} (HTTP 400)"
-    session.shot("explore-error")
 
 
 # -- cardinality, ETL, status ---------------------------------------------------------
@@ -424,7 +541,8 @@ def test_status_page(session):
 
 # -- accessibility ----------------------------------------------------------------------
 
-PAGES = ("hosts", "host/web1", "explore?query=cpu_temp", "cardinality", "etl", "status")
+PAGES = ("hosts", "host/web1", "explore?query=rate(cpu_temp[5m])", "explore?lang=native&query=cpu_temp",
+         "cardinality", "etl", "status")
 
 
 def _tab_through(page, presses: int = 60) -> set[str]:
@@ -465,4 +583,4 @@ def test_each_page_is_accessible(session, fragment):
     page.evaluate("document.getElementById('skip').focus()")
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
-    session.shot("a11y-" + fragment.split("?")[0].replace("/", "-"))
+    session.shot("a11y-" + fragment.split("?")[0].replace("/", "-") + ("-native" if "lang=native" in fragment else ""))

@@ -38,6 +38,7 @@
   }
   function announce(text) { document.getElementById("announce").textContent = text; }
   function fmt(v, unit) {
+    if (unit === "num") return fmtValue(v);   // any magnitude: Explore's results
     if (v === null || v === undefined || Number.isNaN(v)) return "–";
     if (unit === "B/s") {
       const units = ["B/s", "kB/s", "MB/s", "GB/s", "TB/s"];
@@ -73,10 +74,15 @@
 
   // -- the API ---------------------------------------------------------------------
   class ApiError extends Error {
+    // The message of the API's error ({"error": ...}) or of Prometheus's envelope
+    // ({"status": "error", "errorType": ..., "error": ...}), else the status.
     constructor(status, body) {
-      super((body && body.error) || `HTTP ${status}`);
+      const object = body !== null && typeof body === "object";
+      const text = typeof body === "string" && !body.trimStart().startsWith("<") ? body.trim().slice(0, 300) : "";
+      super(object && body.error ? String(body.error) : text || `HTTP ${status}`);
       this.status = status;
       this.body = body;
+      this.errorType = object && body.errorType ? String(body.errorType) : null;
     }
   }
   async function api(path, params, options) {
@@ -92,7 +98,7 @@
     const text = await response.text();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
-    if (!response.ok) {
+    if (!response.ok || (body && body.status === "error" && body.errorType)) {
       if (response.status === 401 && !(options && options.login)) {
         sessionStorage.removeItem(KEY);
         showLogin("Your key was refused (revoked or unknown): log in again.");
@@ -102,7 +108,8 @@
     return body;
   }
   function errorBox(err) {
-    const msg = err instanceof ApiError ? `${err.message} (HTTP ${err.status})` : String(err.message || err);
+    const msg = err instanceof ApiError
+      ? `${err.message} (${err.errorType ? `${err.errorType}, ` : ""}HTTP ${err.status})` : String(err.message || err);
     return el("p", { class: "error", role: "alert", text: msg });
   }
 
@@ -376,25 +383,68 @@
   }
 
   // -- Explore ---------------------------------------------------------------------
+  // The query box speaks PromQL (GET /api/v1/query_range, Prometheus's own API) or,
+  // second, the native selector syntax of GET /api/query with its per-step aggregation.
+  const STEP_POINTS = 300;     // the automatic step gives about this many points
+  const MIN_STEP = 15;         // seconds: no finer automatic step (a common scrape interval)
+  const TABLE_ROWS = 1000;     // the table lists at most this many series
+  // PromQL's functions and aggregation operators (Prometheus 2.42), offered for completion.
+  const PROMQL_WORDS = ["abs", "absent", "absent_over_time", "acos", "acosh", "asin", "asinh", "atan",
+    "atanh", "avg", "avg_over_time", "bottomk", "ceil", "changes", "clamp", "clamp_max", "clamp_min",
+    "cos", "cosh", "count", "count_over_time", "count_values", "day_of_month", "day_of_week",
+    "day_of_year", "days_in_month", "deg", "delta", "deriv", "exp", "floor", "group", "histogram_quantile",
+    "hour", "idelta", "increase", "irate", "label_join", "label_replace", "last_over_time", "ln", "log10",
+    "log2", "max", "max_over_time", "min", "min_over_time", "minute", "month", "pi", "predict_linear",
+    "present_over_time", "quantile", "quantile_over_time", "rad", "rate", "resets", "round", "scalar",
+    "sgn", "sin", "sinh", "sort", "sort_desc", "sqrt", "stddev", "stddev_over_time", "stdvar",
+    "stdvar_over_time", "sum", "sum_over_time", "tan", "tanh", "time", "timestamp", "topk", "vector", "year"];
   const completionCache = new Map();
   async function cached(key, fn) {
     if (!completionCache.has(key)) completionCache.set(key, fn().catch((e) => { completionCache.delete(key); throw e; }));
     return completionCache.get(key);
   }
-  async function suggestionsFor(text) {
-    // What to complete at the end of `text`: a metric name, a label name or a value.
-    const brace = text.lastIndexOf("{");
-    const inside = brace >= 0 && text.indexOf("}", brace) < 0;
-    if (inside) {
-      const metric = text.slice(0, brace).trim().match(/[a-zA-Z_:][a-zA-Z0-9_:]*$/);
-      const match = metric ? metric[0] : undefined;
-      const value = text.slice(brace).match(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)$/);
+  function unclosed(text, open, close) {
+    // Where the last `open` without a `close` after it is, or -1.
+    const i = text.lastIndexOf(open);
+    return i >= 0 && text.indexOf(close, i) < 0 ? i : -1;
+  }
+  function inString(text) {
+    // Whether `text` ends inside a PromQL string ("...", '...' or `...`).
+    let quote = null;
+    for (let i = 0; i < text.length; i++) {
+      const c = text[i];
+      if (quote) {
+        if (c === "\\" && quote !== "`") i++;
+        else if (c === quote) quote = null;
+      } else if (c === '"' || c === "'" || c === "`") quote = c;
+    }
+    return quote !== null;
+  }
+  function quoted(value, regex) {
+    // A label value as typed between double quotes; after =~ or !~ it is a regular
+    // expression, so its metacharacters are escaped to match the value itself.
+    const v = regex ? value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") : value;
+    return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+  }
+  async function suggestionsFor(text, promql) {
+    // What to complete at the end of `text`: a metric name (or, in PromQL, a function),
+    // a label name or a label value. A selector may sit anywhere in a PromQL expression
+    // (`sum by (job) (rate(http_requests_total{job="`): the metric is the name just
+    // before the last unclosed brace.
+    const brace = unclosed(text, "{", "}");
+    if (brace >= 0) {
+      const metric = text.slice(0, brace).match(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*$/);
+      const match = metric ? metric[1] : undefined;
+      const value = text.slice(brace).match(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)$/);
       if (value) {
+        const regex = value[2] === "=~" || value[2] === "!~";
         const values = await cached(`v:${match}:${value[1]}`, () =>
           api(`/api/labels/${encodeURIComponent(value[1])}/values`, { match, limit: 1000 }).then((a) => a.values));
         return { prefix: value[3], kind: "value",
-                 items: values.filter((v) => v.startsWith(value[3])).map((v) => ({ text: v, insert: `${v}"` })) };
+                 items: values.map((v) => ({ text: v, insert: `${quoted(v, regex)}"` }))
+                   .filter((it) => it.insert.startsWith(value[3])) };
       }
+      if (inString(text.slice(brace))) return null;
       const name = text.slice(brace).match(/[{,]\s*([a-zA-Z_][a-zA-Z0-9_]*)?$/);
       if (name) {
         const prefix = name[1] || "";
@@ -405,41 +455,138 @@
       }
       return null;
     }
-    const m = text.match(/[a-zA-Z_:][a-zA-Z0-9_:]*$/);
-    const prefix = m ? m[0] : "";
-    if (!prefix && text.trim()) return null;
+    if (inString(text) || unclosed(text, "[", "]") >= 0) return null;   // a string, a range or offset
+    if (promql) {
+      // Grouping labels: sum by (…), without (…), on (…), ignoring (…), group_left (…).
+      const group = text.match(/\b(by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)$/);
+      if (group) {
+        const name = group[2].match(/(?:^|,)\s*([a-zA-Z_][a-zA-Z0-9_]*)?$/);
+        if (!name) return null;
+        const prefix = name[1] || "";
+        const labels = await cached("l:", () => api("/api/labels").then((a) => a.labels));
+        return { prefix, kind: "label",
+                 items: labels.filter((l) => l !== "__name__" && l.startsWith(prefix)).map((l) => ({ text: l, insert: l })) };
+      }
+    }
+    const m = text.match(/(?:^|[^a-zA-Z0-9_:.])([a-zA-Z_:][a-zA-Z0-9_:]*)$/);
+    const prefix = m ? m[1] : "";
+    // Nothing typed yet: metric names where an expression may start.
+    if (!m && text.trim() && !(promql && /(?:[(,+\-*/%^=<>]|\b(?:and|or|unless))\s*$/.test(text))) return null;
     const names = await cached("names", () => api("/api/labels/__name__/values", { limit: 10000 }).then((a) => a.values));
-    return { prefix, kind: "metric", items: names.filter((n) => n.startsWith(prefix)).map((n) => ({ text: n, insert: n })) };
+    const words = promql && prefix ? PROMQL_WORDS.filter((w) => w.startsWith(prefix))
+      .map((w) => ({ text: `${w}()`, insert: `${w}(`, kind: "function" })) : [];
+    return { prefix, kind: "metric",
+             items: words.concat(names.filter((n) => n.startsWith(prefix)).map((n) => ({ text: n, insert: n }))) };
+  }
+
+  function autoStep(seconds) { return Math.max(MIN_STEP, Math.ceil(seconds / STEP_POINTS)); }
+  function durationSeconds(text) {
+    // Prometheus's step: seconds, or a duration such as 1m30s; null when neither.
+    const t = text.trim();
+    if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+    if (!/^(\d+(ms|[smhdwy]))+$/.test(t)) return null;
+    const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800, y: 31536000 };
+    let total = 0;
+    t.replace(/(\d+)(ms|[smhdwy])/g, (_, n, u) => { total += Number(n) * unit[u]; });
+    return total;
+  }
+  function promValue(text) {
+    // Prometheus sends values as strings, "NaN", "+Inf" and "-Inf" included.
+    if (text === "+Inf") return Infinity;
+    if (text === "-Inf") return -Infinity;
+    return Number(text);
+  }
+  function seriesName(name, labels) {
+    // name{label="value", ...}, labels sorted; `{}` for a series with neither.
+    const inner = Object.keys(labels || {}).sort().map((k) => `${k}=${JSON.stringify(labels[k])}`).join(", ");
+    return `${name || ""}${inner || !name ? `{${inner}}` : ""}`;
+  }
+  function fmtValue(v) {
+    if (v === null || v === undefined) return "–";
+    if (!Number.isFinite(v)) return Number.isNaN(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e9 || a < 1e-3)) return v.toExponential(2);
+    return String(Number(v.toPrecision(4)));
+  }
+
+  async function promqlQuery(query, start, end, stepText) {
+    const a = await api("/api/v1/query_range", { query, start, end, step: stepText });
+    const data = a.data || {};
+    const result = data.resultType === "matrix" ? data.result || [] : [];
+    const series = result.map((r) => {
+      const labels = Object.assign({}, r.metric || {});
+      const name = labels.__name__;
+      delete labels.__name__;
+      const values = r.values || [];
+      return { name: seriesName(name, labels), last: values.length ? values[values.length - 1][1] : "–",
+               points: values.map(([t, v]) => [t, promValue(v)]) };
+    });
+    // PromQL is evaluated on the raw samples (the rollup tiers serve the native API).
+    return { series, warnings: a.warnings || [], tier: "raw", tierText: "raw",
+             tierTitle: "PromQL is evaluated on the raw samples", step: durationSeconds(stepText) ?? stepText };
+  }
+  async function nativeQuery(query, start, end, stepText, agg, by) {
+    const a = await api("/api/query", { query, start, end, step: stepText || undefined, agg, by: by || undefined });
+    return { series: a.series.map((s) => ({ name: seriesName(s.name, s.labels), points: s.points,
+                                             last: s.points.length ? fmt(s.points[s.points.length - 1][1], "") : "–" })),
+             warnings: a.warnings || [], tier: a.tier, tierText: tiersText(a),
+             tierTitle: "The rollup tier that served the query (raw samples, 5-minute or 1-hour buckets)", step: a.step };
   }
 
   function explorePage(_parts, params, gen) {
     page("Explore");
+    // Old shared links carry agg= and no lang=: they were native selector queries.
+    const native0 = params.get("lang") === "native" || (!params.get("lang") && params.has("agg"));
+    const lang = el("select", { id: "lang", name: "lang" },
+      el("option", { value: "promql", selected: !native0, text: "PromQL" }),
+      el("option", { value: "native", selected: native0, text: "selector (native API)" }));
     const input = el("input", { id: "query", name: "query", type: "text", autocomplete: "off",
       spellcheck: "false", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false",
-      "aria-controls": "suggestions", "aria-describedby": "query-help", value: params.get("query") || "",
-      placeholder: 'cpu_temp{host="a"}' });
+      "aria-controls": "suggestions", "aria-describedby": "query-help", value: params.get("query") || "" });
     const list = el("ul", { id: "suggestions", role: "listbox", "aria-label": "Completions", hidden: true });
     const rangeName = RANGES.some(([n]) => n === params.get("range")) ? params.get("range") : "1h";
     const range = el("select", { id: "explore-range", name: "range" },
       RANGES.map(([n]) => el("option", { value: n, selected: n === rangeName, text: `last ${n}` })));
+    const step = el("input", { id: "step", name: "step", type: "text", value: params.get("step") || "",
+      size: 8, spellcheck: "false", "aria-describedby": "step-help" });
     const agg = el("select", { id: "agg", name: "agg" },
       ["avg", "min", "max", "sum", "count", "last", "rate"].map((a) =>
         el("option", { value: a, selected: a === (params.get("agg") || "avg"), text: a })));
     const by = el("input", { id: "by", name: "by", type: "text", value: params.get("by") || "",
       placeholder: "host,zone", size: 14 });
+    const aggLabel = el("label", { for: "agg" }, "Aggregation", agg);
+    const byLabel = el("label", { for: "by" }, "Group by (labels)", by);
+    const help = el("p", { id: "query-help", class: "muted" });
+    const stepHelp = el("span", { id: "step-help", class: "sr-only" });
     const form = el("form", { role: "search", "aria-label": "Query" },
       el("div", { class: "bar" },
-        el("label", { for: "query", class: "combo" }, "Query (selector)", input, list),
+        el("label", { for: "lang" }, "Language", lang),
+        el("label", { for: "query", class: "combo" }, "Query", input, list),
         el("label", { for: "explore-range" }, "Range", range),
-        el("label", { for: "agg" }, "Aggregation", agg),
-        el("label", { for: "by" }, "Group by (labels)", by),
+        el("label", { for: "step" }, "Step", step, stepHelp),
+        aggLabel, byLabel,
         el("button", { type: "submit", text: "Run query" })),
-      el("p", { id: "query-help", class: "muted" },
-        "Prometheus selector syntax: a metric name and label matchers (=, !=, =~, !~). ",
-        "Type for completions of metric names, label names and values; ↑/↓ choose, Enter or Tab take one."));
+      help);
     const info = el("p", { id: "result-info", class: "muted", "aria-live": "polite" });
     const out = el("div", { id: "result" });
     main.append(form, info, out);
+
+    function native() { return lang.value === "native"; }
+    function describe() {
+      // The controls and help of the chosen language; agg and by belong to the native API.
+      aggLabel.hidden = byLabel.hidden = !native();
+      const auto = native() ? "auto" : `auto: ${autoStep(rangeSeconds(range.value))} s`;
+      step.placeholder = auto;
+      stepHelp.textContent = `Seconds or a duration such as 1m30s; empty for ${auto}`;
+      input.placeholder = native() ? 'cpu_temp{host="a"}' : 'sum by (host) (rate(http_requests_total{job="api"}[5m]))';
+      help.replaceChildren(native()
+        ? "Selector syntax of the native API: a metric name and label matchers (=, !=, =~, !~), aggregated per step. "
+        : "PromQL, as Prometheus evaluates it: a selector, functions, aggregations and operators. ",
+      "Type for completions of metric names, label names and values; ↑/↓ choose, Enter or Tab take one.");
+    }
+    lang.addEventListener("change", () => { close(); describe(); });
+    range.addEventListener("change", () => { describe(); if (input.value.trim()) form.requestSubmit(); });
+    describe();
 
     // completion
     let options = [];
@@ -465,12 +612,12 @@
     async function complete() {
       const ticket = ++pending;
       let s;
-      try { s = await suggestionsFor(input.value.slice(0, input.selectionStart)); } catch (e) { s = null; }
+      try { s = await suggestionsFor(input.value.slice(0, input.selectionStart), !native()); } catch (e) { s = null; }
       if (ticket !== pending) return;
       if (!s || !s.items.length || (s.items.length === 1 && s.items[0].text === s.prefix)) { close(); return; }
       options = s.items.slice(0, 50).map((it) => Object.assign({ prefix: s.prefix }, it));
       list.replaceChildren(...options.map((o, i) => el("li", { id: `opt-${i}`, role: "option",
-        "aria-selected": "false", "data-kind": s.kind, text: o.text,
+        "aria-selected": "false", "data-kind": o.kind || s.kind, text: o.text,
         on: { mousedown: (ev) => { ev.preventDefault(); accept(i); } } })));
       list.hidden = false;
       input.setAttribute("aria-expanded", "true");
@@ -487,51 +634,75 @@
       else if (ev.key === "Escape") { ev.preventDefault(); close(); }
     });
 
+    let runs = 0;
     async function run() {
       const query = input.value.trim();
-      if (!query) { out.replaceChildren(errorBox(new Error("Type a selector, e.g. a metric name"))); return; }
+      if (!query) {
+        out.replaceChildren(errorBox(new Error(native() ? "Type a selector, e.g. a metric name" : "Type a PromQL expression, e.g. a metric name")));
+        return;
+      }
+      const ticket = ++runs;
+      const seconds = rangeSeconds(range.value);
       const end = Math.floor(Date.now() / 1000);
-      const start = end - rangeSeconds(range.value);
+      const start = end - seconds;
+      const stepText = step.value.trim() || (native() ? "" : String(autoStep(seconds)));
       info.textContent = "Running…";
+      out.setAttribute("aria-busy", "true");
       const t0 = performance.now();
-      let a;
+      let r;
       try {
-        a = await api("/api/query", { query, start, end, agg: agg.value, by: by.value.trim() === "" ? undefined : by.value.trim() });
+        r = native() ? await nativeQuery(query, start, end, stepText, agg.value, by.value.trim())
+          : await promqlQuery(query, start, end, stepText);
       } catch (e) {
-        if (!current(gen)) return;
+        if (!current(gen) || ticket !== runs) return;
         info.textContent = "";
+        out.removeAttribute("aria-busy");
         out.replaceChildren(errorBox(e));
         return;
       }
-      if (!current(gen)) return;
+      if (!current(gen) || ticket !== runs) return;
       const ms = Math.round(performance.now() - t0);
-      const series = a.series;
+      const series = r.series;
+      // The chart draws finite numbers; NaN and ±Inf stay in the table as Prometheus wrote them.
+      const drawable = series.map((s) => ({ points: s.points.map(([t, v]) => [t, Number.isFinite(v) ? v : null]) }));
       const nPoints = series.reduce((n, s) => n + s.points.length, 0);
-      info.replaceChildren(el("span", { id: "result-tier", "data-tier": a.tier, text: `tier ${tiersText(a)}` }),
-        ` · step ${a.step} s · ${series.length} series · ${nPoints} points · `,
+      info.replaceChildren(
+        el("span", { id: "result-tier", "data-tier": r.tier, title: r.tierTitle, text: `tier ${r.tierText}` }), " · step ",
+        el("span", { id: "result-step", "data-step": String(r.step), text: typeof r.step === "number" ? `${r.step} s` : r.step }),
+        ` · ${series.length} series · ${nPoints} points · `,
         el("span", { id: "result-time", text: `${ms} ms` }));
+      const shown = drawable.slice(0, 10);
+      const names = series.slice(0, 10).map((s) => s.name);
       const plot = el("div", { class: "plot", id: "explore-plot", role: "img",
-                               "aria-label": `Chart of ${series.length} series` });
-      const shown = series.slice(0, 10);
-      const warnings = (a.warnings || []).map((w) => el("p", { class: "warn", role: "status", text: w }));
+        "aria-label": `Chart of ${shown.length === series.length ? "" : `the first ${shown.length} of `}${series.length} series, tier ${r.tierText}` });
+      const warnings = r.warnings.map((w) => el("p", { class: "warn", role: "status", text: `Warning: ${w}` }));
+      const listed = series.slice(0, TABLE_ROWS);
       const table = el("table", { id: "series-table", "aria-label": "Series of the result" },
         el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Series" }),
           el("th", { scope: "col", class: "num", text: "Points" }), el("th", { scope: "col", class: "num", text: "Last value" }))),
-        el("tbody", {}, series.map((s) => el("tr", {},
-          el("th", { scope: "row", text: `${s.name || ""}${labelsText(s.labels)}` }),
+        el("tbody", {}, listed.map((s) => el("tr", {},
+          el("th", { scope: "row", text: s.name }),
           el("td", { class: "num", text: String(s.points.length) }),
-          el("td", { class: "num", text: s.points.length ? fmt(s.points[s.points.length - 1][1], "") : "–" })))));
+          el("td", { class: "num", text: s.last })))));
+      out.removeAttribute("aria-busy");
       out.replaceChildren(...warnings, plot,
         series.length > shown.length ? el("p", { class: "muted", text: `The chart shows the first ${shown.length} series.` }) : "",
-        table);
-      chart(plot, shown, "", shown.map((s) => `${s.name || ""}${labelsText(s.labels)}`));
+        table,
+        series.length > listed.length ? el("p", { class: "muted", text: `The table lists the first ${listed.length} of ${series.length} series.` }) : "");
+      chart(plot, shown, "num", names);
     }
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       close();
-      const p = new URLSearchParams({ query: input.value.trim(), range: range.value, agg: agg.value });
-      if (by.value.trim()) p.set("by", by.value.trim());
-      setHash("explore", p, true);   // the query is in the URL, to share; no reload
+      // The query, range and step are in the URL, to share; no reload.
+      const p = new URLSearchParams({ query: input.value.trim(), range: range.value });
+      if (step.value.trim()) p.set("step", step.value.trim());
+      if (native()) {
+        p.set("lang", "native");
+        p.set("agg", agg.value);
+        if (by.value.trim()) p.set("by", by.value.trim());
+      }
+      setHash("explore", p, true);
       run();
     });
     if (params.get("query")) run();
