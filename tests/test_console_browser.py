@@ -397,6 +397,36 @@ def test_explore_completes_and_runs_promql_and_shares_it(session, populated):
     assert drawn == [[[t, float(v)] for t, v in s["values"]] for s in answer["data"]["result"]]
 
 
+def test_explore_completion_knows_where_it_is_in_promql(session):
+    page = session.page
+    session.go("explore")
+    box = explore_box(page)
+
+    def type_anew(text: str) -> None:
+        box.fill("")
+        box.press("Escape")
+        box.press_sequentially(text)
+
+    def offered(expected: list[str]) -> None:
+        page.wait_for_function("""(expected) => { const list = document.getElementById('suggestions');
+            const texts = [...list.querySelectorAll('li')].map((li) => li.textContent);
+            return !list.hidden && expected.every((t) => texts.includes(t))
+                && (expected.includes('cpu_temp') || texts.length === expected.length); }""", arg=expected)
+
+    # After an operator: metric names; in a nested selector: its labels and values.
+    type_anew("1 + ")
+    offered(["cpu_temp"])
+    type_anew('max(rate(cpu_temp{zone="eu-1", h')
+    offered(["host"])
+    type_anew('avg without (host) (cpu_temp{host=~"')
+    offered(["a", "b"])
+    # Not in a range, an offset or a string (the names are cached by now: no late answer).
+    for text in ("rate(cpu_temp[5", "cpu_temp offset 5", 'label_replace(cpu_temp, "cpu'):
+        type_anew(text)
+        page.wait_for_timeout(300)
+        assert page.locator("#suggestions").is_hidden(), text
+
+
 def test_explore_shows_nan_and_infinity_as_prometheus_writes_them(session):
     page = session.page
     session.go("explore?" + urlencode({"query": 'cpu_temp{host="a"} / 0 or (cpu_temp{host="b"} - cpu_temp{host="b"}) / 0'}))
