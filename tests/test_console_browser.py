@@ -4,7 +4,8 @@ database (real PostgreSQL, portable engine, rollups run).
 
 What a user does is what is checked: log in with a key (a wrong one refused), every
 host's charts hold the points the API answers, a longer range is served by a coarser
-tier, a query in Explore shows its series (a bad one its error), a reject is replayed,
+tier, a PromQL query in Explore shows the series Prometheus's API answers (a bad one
+Prometheus's error; the native selector mode too), a reject is replayed,
 and each page passes axe-core's WCAG 2 A/AA rules and can be worked with the keyboard.
 Screenshots of every page go to tests/artifacts/console/ (git-ignored).
 
@@ -480,6 +481,17 @@ def test_explore_shows_a_bad_promql_query_error(session, live, populated):
     page.get_by_role("button", name="Run query").click()
     page.wait_for_function("document.querySelector('#result [role=alert]')?.textContent.includes('range vector')")
     assert "(bad_data, HTTP 400)" in alert.inner_text()
+
+    # A valid query that cannot be evaluated on this data (two series on each side of
+    # on(zone)): Prometheus's execution error, a 422.
+    many = "cpu_temp + on(zone) cpu_temp"
+    explore_box(page).fill(many)
+    page.get_by_role("button", name="Run query").click()
+    page.wait_for_function("document.querySelector('#result [role=alert]')?.textContent.includes('HTTP 422')")
+    sent = [u for u in session.urls if "/api/v1/query_range?" in u][-1]  # the page's request again
+    r = requests.get(sent, timeout=60, headers={"Authorization": f"Bearer {populated['admin']}"})
+    assert r.status_code == 422 and r.json()["errorType"] == "execution"
+    assert alert.inner_text() == f"{r.json()['error']} (execution, HTTP 422)"
 
 
 def test_explore_shows_a_bad_native_query_error(session, live, populated):
