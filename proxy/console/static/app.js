@@ -57,10 +57,6 @@
     if (s < 172800) return `${Math.round(s / 3600)} h ago`;
     return `${Math.round(s / 86400)} d ago`;
   }
-  function labelsText(labels) {
-    const parts = Object.entries(labels || {}).map(([k, v]) => `${k}="${v}"`);
-    return parts.length ? `{${parts.join(", ")}}` : "";
-  }
   function rangeSeconds(name) {
     const r = RANGES.find(([n]) => n === name);
     return r ? r[1] : 3600;
