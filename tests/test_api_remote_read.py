@@ -390,3 +390,15 @@ def test_prometheus_reads_pgpulse_through_remote_read(db_url, live, tmp_path: Pa
     finally:
         prom.terminate()
         prom.wait(timeout=DEADLINE)
+
+
+def test_the_documented_remote_read_block_is_a_valid_prometheus_config(tmp_path: Path):
+    """docs/sending-data.md's copy-paste block, checked by Prometheus's own promtool."""
+    text = (Path(__file__).parent.parent / "docs" / "sending-data.md").read_text()
+    section = text.split("### Reading from Prometheus (remote_read)", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("remote_read:") and "/api/v1/read" in block and "read_recent: true" in block
+    (tmp_path / "prometheus.yml").write_text(block)
+    done = subprocess.run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0, done.stdout + done.stderr
