@@ -30,6 +30,7 @@ from werkzeug.serving import make_server
 
 from pgpulse.protocols.prompb import LabelMatcher, ReadRequest, ReadResponse
 from proxy import close_app, create_app
+from proxy.api.remote_read import SERIES_PER_READ
 
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
            "X-Prometheus-Remote-Read-Version": "0.1.0"}
@@ -402,3 +403,18 @@ def test_the_documented_remote_read_block_is_a_valid_prometheus_config(tmp_path:
     done = subprocess.run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
                           capture_output=True, text=True, timeout=DEADLINE)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_many_series_are_read_in_parts_and_all_answered(make_app):
+    n = SERIES_PER_READ * 2 + 7
+    client = make_app().test_client()
+    write(client, *[({"__name__": "many", "i": f"{i:04d}"}, [(float(i), BASE), (-float(i), BASE + 1)])
+                    for i in range(n)])
+    q = (BASE, BASE + 1, [("__name__", "=", "many")])
+    (r,) = read(client, q)
+    assert r == {key("many", i=f"{i:04d}"): [(BASE, float(i)), (BASE + 1, -float(i))]
+                 for i in range(n)}
+    # Refused past the limit in a later part, not only at the end.
+    client = make_app(PROXY_MAX_READ_SAMPLES=str(SERIES_PER_READ * 2 + 1)).test_client()
+    body = assert_error(post(client, compress(read_request(q).SerializeToString())), 422)
+    assert "PROXY_MAX_READ_SAMPLES" in body["error"]

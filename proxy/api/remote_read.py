@@ -30,6 +30,7 @@ bp = Blueprint("remote_read", __name__)
 
 CONTENT_TYPE = "application/x-protobuf"
 MESSAGE = "prometheus.ReadRequest"
+SERIES_PER_READ = 200  # series whose samples are read in one statement
 
 
 def check_headers() -> None:
@@ -72,14 +73,22 @@ def read() -> Response:
                                "is PROXY_MAX_QUERY_SERIES: narrow the selector",
                                limit=max_series, setting="PROXY_MAX_QUERY_SERIES", query=i)
             ids = [row[0] for row in found]
-            points = sample_reads.read_samples(conn, ids, q.start_ms, q.end_ms)
-            markers = sample_reads.read_markers(conn, ids, q.start_ms, q.end_ms)
-            total += sum(len(t) for t, _ in points.values()) + sum(map(len, markers.values()))
-            if total > max_samples:
-                raise ApiError(422, f"the answer would hold more than {max_samples} samples; the "
-                               "limit is PROXY_MAX_READ_SAMPLES: shorten the range or narrow the "
-                               "selector", limit=max_samples, setting="PROXY_MAX_READ_SAMPLES",
-                               query=i)
+            points: dict[int, sample_reads.Points] = {}
+            markers: dict[int, list[int]] = {}
+            # A few series at a time, the limit checked after each: a request far past
+            # it is refused before all of it is in memory.
+            for at in range(0, len(ids), SERIES_PER_READ):
+                chunk = ids[at:at + SERIES_PER_READ]
+                read = sample_reads.read_samples(conn, chunk, q.start_ms, q.end_ms)
+                marks = sample_reads.read_markers(conn, chunk, q.start_ms, q.end_ms)
+                total += sum(len(t) for t, _ in read.values()) + sum(map(len, marks.values()))
+                if total > max_samples:
+                    raise ApiError(422, f"the answer would hold more than {max_samples} samples; "
+                                   "the limit is PROXY_MAX_READ_SAMPLES: shorten the range or "
+                                   "narrow the selector", limit=max_samples,
+                                   setting="PROXY_MAX_READ_SAMPLES", query=i)
+                points.update(read)
+                markers.update(marks)
             series = []
             for sid, name, labels, _type in found:
                 times, values = points.get(sid, ([], []))
