@@ -51,6 +51,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.otlp",
     "proxy.api.query",
     "proxy.api.prom_api",
+    "proxy.api.remote_read",
     "proxy.api.hosts",
     "proxy.api.discovery",
     "proxy.api.export",

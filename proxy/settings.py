@@ -140,6 +140,12 @@ class ProxySettings:
         "Most series a selector may match in a query, export or discovery answer.",
         parse=config.as_int(1), accepts="integer >= 1",
     )
+    max_read_samples: int = setting(
+        "PROXY_MAX_READ_SAMPLES", 5_000_000,
+        "Most samples (staleness markers included) one Prometheus remote-read request may "
+        "answer, over all its queries; more is a 422.",
+        parse=config.as_int(1), accepts="integer >= 1",
+    )
     export_itersize: int = setting(
         "PROXY_EXPORT_ITERSIZE", 5_000,
         "Rows an export fetches from its server-side cursor at a time.",
