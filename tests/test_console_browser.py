@@ -568,11 +568,11 @@ def test_replay_needs_an_admin_key(browser, live, populated, mongo):
         s.close()
 
 
-def test_status_page(session):
+def test_status_page(session, test_engine):
     page = session.page
     page.get_by_role("link", name="Status").click()
     page.locator("#tiers tbody tr").first.wait_for()
-    assert page.locator("#engine").inner_text() == "portable"
+    assert page.locator("#engine").inner_text() == test_engine
     relations = page.locator("#tiers tbody th").all_inner_texts()
     assert {"system_metrics", "system_metrics_5m", "system_metrics_1h", "samples"} <= set(relations)
     page.get_by_text("Samples ingested").wait_for()
