@@ -63,7 +63,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from pgpulse.store.batch import PG_EPOCH_US, Batch, SeriesKey, cache_key
+from pgpulse.store.batch import PG_EPOCH_US, Batch, SeriesKey, Window, cache_key
 from pgpulse.store.series import SeriesLimits, labels_problem, metric_name_problem
 
 PROTOBUF = "application/x-protobuf"
@@ -317,16 +317,6 @@ def resource_labels(attributes: Iterable) -> tuple[dict[str, str], dict[str, str
 
 
 # -- the translation -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """Accepted sample times, PostgreSQL microseconds (:mod:`pgpulse.store.batch`)."""
-
-    lo_us: int
-    hi_us: int
-    max_past_s: int
-    max_future_s: int
 
 
 @dataclasses.dataclass

@@ -25,13 +25,9 @@ from collections.abc import Iterable, Mapping
 import cramjam
 from google.protobuf.message import DecodeError
 
+from pgpulse.protocols import remote_write
 from pgpulse.protocols.prompb import LabelMatcher, ReadRequest, ReadResponse
-from pgpulse.protocols.remote_write import (
-    STALE_NAN,
-    PayloadError,
-    PayloadTooLarge,
-    uncompressed_length,
-)
+from pgpulse.protocols.remote_write import STALE_NAN, PayloadError, PayloadTooLarge
 from pgpulse.selector import Matcher, Selector
 from pgpulse.store.errors import InvalidSample
 
@@ -65,19 +61,9 @@ class ReadSeries:
 
 
 def decompress(data: bytes, limit: int) -> bytes:
-    """Snappy block decompression, refusing a body that says it decompresses past
-    ``limit`` bytes (PROXY_MAX_BODY_BYTES) before decompressing anything."""
-    if not data:
-        raise PayloadError("empty body: expected a snappy-compressed ReadRequest",
-                           reason="invalid_snappy")
-    length = uncompressed_length(data)
-    if length > limit:
-        raise PayloadTooLarge(f"body decompresses to {length} bytes; the limit is {limit} "
-                              "(PROXY_MAX_BODY_BYTES)", reason="too_large", limit_bytes=limit)
-    try:
-        return bytes(cramjam.snappy.decompress_raw(data))
-    except cramjam.DecompressionError as exc:
-        raise PayloadError(f"body is not valid snappy: {exc}", reason="invalid_snappy") from None
+    """Snappy block decompression bounded by ``limit`` (PROXY_MAX_BODY_BYTES), as for
+    remote write."""
+    return remote_write.decompress(data, limit, "ReadRequest")
 
 
 def parse(data: bytes) -> ReadRequest:

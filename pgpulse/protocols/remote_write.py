@@ -38,7 +38,7 @@ import cramjam
 from google.protobuf.message import DecodeError
 
 from pgpulse.protocols.prompb import MetricMetadata, WriteRequest
-from pgpulse.store.batch import PG_EPOCH_US, Batch, cache_key
+from pgpulse.store.batch import PG_EPOCH_US, Batch, Window, cache_key
 from pgpulse.store.errors import InvalidSample
 from pgpulse.store.series import SeriesLimits, labels_problem, metric_name_problem
 
@@ -70,16 +70,6 @@ class PayloadError(InvalidSample):
 
 class PayloadTooLarge(InvalidSample):
     """The body, decompressed or counted in samples, passes a limit (413)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """The accepted sample times, in PostgreSQL microseconds."""
-
-    lo_us: int
-    hi_us: int
-    max_past_s: int
-    max_future_s: int
 
 
 @dataclasses.dataclass
@@ -119,11 +109,12 @@ def uncompressed_length(data: bytes) -> int:
                        "bodies are snappy block format, not framed)", reason="invalid_snappy")
 
 
-def decompress(data: bytes, limit: int) -> bytes:
+def decompress(data: bytes, limit: int, message: str = "WriteRequest") -> bytes:
     """Snappy block decompression, refusing a body that would decompress past ``limit``
-    bytes before decompressing anything (a compression bomb costs nothing)."""
+    bytes before decompressing anything (a compression bomb costs nothing). ``message``
+    names what the body should hold (remote read sends a ReadRequest the same way)."""
     if not data:
-        raise PayloadError("empty body: expected a snappy-compressed WriteRequest",
+        raise PayloadError(f"empty body: expected a snappy-compressed {message}",
                            reason="invalid_snappy")
     length = uncompressed_length(data)
     if length > limit:

@@ -38,6 +38,22 @@ class SeriesKey:
     hint: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """The sample times a protocol accepts, in PostgreSQL microseconds, and the settings
+    they come from (named in refusals)."""
+
+    lo_us: int
+    hi_us: int
+    max_past_s: int
+    max_future_s: int
+
+    @classmethod
+    def around(cls, now_us: int, max_past_s: int, max_future_s: int) -> Window:
+        return cls(now_us - max_past_s * 1_000_000, now_us + max_future_s * 1_000_000,
+                   max_past_s, max_future_s)
+
+
 @dataclasses.dataclass
 class Batch:
     """Distinct series, and rows of (PostgreSQL µs, series index, value).

@@ -39,7 +39,7 @@ from werkzeug.exceptions import HTTPException
 
 from pgpulse.protocols import otlp
 from pgpulse.store import samples
-from pgpulse.store.batch import PG_EPOCH_US
+from pgpulse.store.batch import PG_EPOCH_US, Window
 from pgpulse.store.errors import CardinalityExceeded, StoreError, TypeConflict
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
@@ -142,11 +142,9 @@ def _unexpected(exc: Exception) -> Response:
 # -- the endpoint ---------------------------------------------------------------------
 
 
-def _window(st: ProxyState) -> otlp.Window:
-    now_us = time.time_ns() // 1000 - PG_EPOCH_US
+def _window(st: ProxyState) -> Window:
     s = st.settings
-    return otlp.Window(now_us - s.max_past_s * 1_000_000, now_us + s.max_future_s * 1_000_000,
-                       s.max_past_s, s.max_future_s)
+    return Window.around(time.time_ns() // 1000 - PG_EPOCH_US, s.max_past_s, s.max_future_s)
 
 
 def _write(st: ProxyState, tr: otlp.Translation, limits: SeriesLimits) -> int:

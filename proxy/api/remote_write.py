@@ -22,7 +22,7 @@ from flask import Blueprint, Response, request
 
 from pgpulse.protocols import remote_write
 from pgpulse.store import metadata, samples
-from pgpulse.store.batch import PG_EPOCH_US, cache_key
+from pgpulse.store.batch import PG_EPOCH_US, Window, cache_key
 from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
@@ -89,9 +89,7 @@ def write() -> Response:
     settings = st.settings
     check_headers()
     now_us = time.time_ns() // 1000 - PG_EPOCH_US
-    window = remote_write.Window(now_us - settings.max_past_s * 1_000_000,
-                                 now_us + settings.max_future_s * 1_000_000,
-                                 settings.max_past_s, settings.max_future_s)
+    window = Window.around(now_us, settings.max_past_s, settings.max_future_s)
     limits = SeriesLimits.from_settings(st.core)
     body = read_body(settings.max_body_bytes)
     try:
