@@ -6,6 +6,8 @@ Import the fixtures into a test module with
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,11 +16,33 @@ import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from pgpulse.store.keys import create_key
 from proxy import close_app, create_app
 
 Factory = Callable[..., Flask]
+
+
+@contextlib.contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` served on a free loopback port by werkzeug in a thread, for real clients
+    (SDKs, Prometheus, a browser); yields its base URL, then stops and closes it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=60)
+        close_app(app)
+
+
+def live_proxy(db_url: str) -> contextlib.AbstractContextManager[str]:
+    """A live proxy with auth on over ``db_url`` (see :func:`serving`)."""
+    return serving(create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"}))
 
 
 @pytest.fixture

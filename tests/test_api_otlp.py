@@ -11,7 +11,6 @@ afterwards is read back with SQL. Hand-made requests (the generated classes of
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections.abc import Iterator
 
@@ -32,10 +31,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from proxy_helpers import new_key
-from werkzeug.serving import make_server
-
-from proxy import close_app, create_app
+from proxy_helpers import live_proxy, new_key
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -52,16 +48,8 @@ RESOURCE = {"service.name": "shop", "service.namespace": "demo", "service.instan
 
 @pytest.fixture
 def live(db_url: str) -> Iterator[str]:
-    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-        close_app(app)
+    with live_proxy(db_url) as url:
+        yield url
 
 
 def exporter(encoding: str, url: str, key: str, **kwargs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,13 @@ import cramjam
 import pytest
 import requests
 from polling import wait_for
-from proxy_helpers import assert_error, new_key
+from proxy_helpers import assert_error, live_proxy, new_key
 from test_api_remote_write import HEADERS as WRITE_HEADERS
 from test_api_remote_write import body as write_body
 from test_api_remote_write import request as write_request
 from test_prometheus_remote_write import answers, free_port, tool
-from werkzeug.serving import make_server
 
 from pgpulse.protocols.prompb import LabelMatcher, ReadRequest, ReadResponse
-from proxy import close_app, create_app
 from proxy.api.remote_read import SERIES_PER_READ
 
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
@@ -282,16 +279,8 @@ def test_the_key_needs_the_query_scope(make_app, db_url):
 
 @pytest.fixture
 def live(db_url: str) -> Iterator[str]:
-    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-        close_app(app)
+    with live_proxy(db_url) as url:
+        yield url
 
 
 def prometheus_config(url: str, key: str) -> str:

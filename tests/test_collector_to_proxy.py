@@ -15,22 +15,13 @@ import threading
 import psycopg
 import pytest
 from polling import wait_for
-from proxy_helpers import new_key
-from werkzeug.serving import make_server
-
-from proxy import close_app, create_app
+from proxy_helpers import live_proxy, new_key
 
 
 @pytest.fixture
 def proxy_url(db_url):
-    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    close_app(app)
+    with live_proxy(db_url) as url:
+        yield url
 
 
 def collector_env(tmp_path, proxy_url: str, key: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ client sends its own requests: ``Authorization: Token <key>``, ``org``/``bucket`
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,10 +17,7 @@ import pytest
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
-from proxy_helpers import new_key
-from werkzeug.serving import make_server
-
-from proxy import close_app, create_app
+from proxy_helpers import live_proxy, new_key
 
 PRECISIONS = {WritePrecision.NS: 1, WritePrecision.US: 1_000, WritePrecision.MS: 1_000_000,
               WritePrecision.S: 1_000_000_000}
@@ -29,16 +25,8 @@ PRECISIONS = {WritePrecision.NS: 1, WritePrecision.US: 1_000, WritePrecision.MS:
 
 @pytest.fixture
 def proxy_url(db_url: str) -> Iterator[str]:
-    app = create_app({"DATABASE_URL": db_url, "PGPULSE_AUTH": "on"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-        close_app(app)
+    with live_proxy(db_url) as url:
+        yield url
 
 
 def rows(db_url: str, name: str) -> list[tuple[dict, Decimal, float]]:

@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,11 +29,10 @@ import mongomock
 import pytest
 import requests
 from etl_helpers import MONGO_URI, MockSource, reading
-from proxy_helpers import new_key
-from werkzeug.serving import make_server
+from proxy_helpers import new_key, serving
 
 from etl.settings import load_etl
-from proxy import close_app, create_app
+from proxy import create_app
 
 SEED = 20261201
 MAX_EXAMPLES = 6
@@ -56,16 +54,8 @@ def live_proxy(db_url: str) -> Iterator[str]:
     # is tested in tests/test_ratelimit.py).
     config = {"DATABASE_URL": db_url, "PGPULSE_AUTH": "on", "MONGO_URI": MONGO_URI,
               "PROXY_RATELIMIT_AUTH_FAILURES": "off"}
-    app = create_app(config, etl_source=MockSource(load_etl(config), mongo))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=60)
-        close_app(app)
+    with serving(create_app(config, etl_source=MockSource(load_etl(config), mongo))) as url:
+        yield url
 
 
 def _seed(base: str, ingest_key: str) -> None:
