@@ -97,3 +97,25 @@ def json_body(limit: int) -> tuple[Any, bytes]:
     except orjson.JSONDecodeError as exc:
         # orjson refuses NaN, Infinity, numbers that overflow a double and invalid UTF-8.
         raise bad_request(f"body is not valid JSON: {exc}", position=exc.pos) from None
+
+
+PROTOBUF = "application/x-protobuf"
+
+
+def require_snappy_protobuf(protocol: str, message: str, hint: str = "") -> None:
+    """415 unless the request is a snappy-compressed protobuf ``message`` (an optional
+    ``proto=`` parameter must name it), as Prometheus's remote write and remote read
+    clients send it; ``hint`` follows the refusal of another message."""
+    encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
+    if encoding != "snappy":
+        raise ApiError(415, f"unsupported Content-Encoding {encoding or '(none)'!r}: {protocol} "
+                       "requests are snappy-compressed (Content-Encoding: snappy)",
+                       supported=["snappy"])
+    mimetype = request.mimetype
+    if mimetype != PROTOBUF:
+        raise ApiError(415, f"unsupported Content-Type {mimetype or '(none)'!r}: {protocol} "
+                       f"sends {PROTOBUF}", supported=[PROTOBUF])
+    proto = request.mimetype_params.get("proto")
+    if proto is not None and proto != message:
+        raise ApiError(415, f"unsupported protobuf message {proto!r}: this endpoint takes "
+                       f"{message}{hint}", supported=[message])

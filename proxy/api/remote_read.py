@@ -15,39 +15,27 @@ Errors are pgpulse's JSON errors (Prometheus logs the body of a non-2xx answer):
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from pgpulse.protocols import remote_read
 from pgpulse.store import sample_reads
 from pgpulse.store.series_reads import find_series
 from proxy.api.openapi import AUTH_ERRORS, errors, param
 from proxy.auth import require_scope
-from proxy.body import read_body
+from proxy.body import PROTOBUF, read_body, require_snappy_protobuf
 from proxy.errors import ApiError
 from proxy.state import state
 
 bp = Blueprint("remote_read", __name__)
 
-CONTENT_TYPE = "application/x-protobuf"
+CONTENT_TYPE = PROTOBUF
 MESSAGE = "prometheus.ReadRequest"
 SERIES_PER_READ = 200  # series whose samples are read in one statement
 
 
 def check_headers() -> None:
     """415 unless the request says what Prometheus's remote-read client sends."""
-    encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
-    if encoding != "snappy":
-        raise ApiError(415, f"unsupported Content-Encoding {encoding or '(none)'!r}: remote read "
-                       "requests are snappy-compressed (Content-Encoding: snappy)",
-                       supported=["snappy"])
-    mimetype = request.mimetype
-    if mimetype != CONTENT_TYPE:
-        raise ApiError(415, f"unsupported Content-Type {mimetype or '(none)'!r}: remote read "
-                       f"sends {CONTENT_TYPE}", supported=[CONTENT_TYPE])
-    message = request.mimetype_params.get("proto")
-    if message is not None and message != MESSAGE:
-        raise ApiError(415, f"unsupported protobuf message {message!r}: this endpoint takes "
-                       f"{MESSAGE}", supported=[MESSAGE])
+    require_snappy_protobuf("remote read", MESSAGE)
 
 
 @bp.post("/api/v1/read")

@@ -29,14 +29,14 @@ from proxy import metrics
 from proxy.api.ingest import gc_paused
 from proxy.api.openapi import AUTH_ERRORS, errors, param
 from proxy.auth import require_scope
-from proxy.body import read_body
+from proxy.body import PROTOBUF, read_body, require_snappy_protobuf
 from proxy.errors import ApiError
 from proxy.ratelimit import charge_samples
 from proxy.state import state
 
 bp = Blueprint("remote_write", __name__)
 
-CONTENT_TYPE = "application/x-protobuf"
+CONTENT_TYPE = PROTOBUF
 MESSAGE = "prometheus.WriteRequest"
 VERSION = "0.1.0"
 RETRY_AFTER_S = 30  # after a series limit: an operator has to act, no use retrying at once
@@ -44,20 +44,8 @@ RETRY_AFTER_S = 30  # after a series limit: an operator has to act, no use retry
 
 def check_headers() -> None:
     """415 or 400 unless the request says what remote write 1.0 sends."""
-    encoding = (request.headers.get("Content-Encoding") or "").strip().lower()
-    if encoding != "snappy":
-        raise ApiError(415, f"unsupported Content-Encoding {encoding or '(none)'!r}: remote write "
-                       "bodies are snappy-compressed (Content-Encoding: snappy)",
-                       supported=["snappy"])
-    mimetype = request.mimetype
-    if mimetype != CONTENT_TYPE:
-        raise ApiError(415, f"unsupported Content-Type {mimetype or '(none)'!r}: remote write "
-                       f"sends {CONTENT_TYPE}", supported=[CONTENT_TYPE])
-    message = request.mimetype_params.get("proto")
-    if message is not None and message != MESSAGE:
-        raise ApiError(415, f"unsupported protobuf message {message!r}: this endpoint takes "
-                       f"remote write 1.0 ({MESSAGE}); set protobuf_message: {MESSAGE} in "
-                       "prometheus.yml's remote_write", supported=[MESSAGE])
+    require_snappy_protobuf("remote write", MESSAGE, f" (remote write 1.0); set protobuf_message: "
+                            f"{MESSAGE} in prometheus.yml's remote_write")
     version = (request.headers.get("X-Prometheus-Remote-Write-Version") or "").strip()
     if not version:
         raise ApiError(400, "missing X-Prometheus-Remote-Write-Version header: remote write 1.0 "
