@@ -403,12 +403,17 @@ FROM (SELECT time, metric, value,
       ) AS steps) AS d
 WHERE prev IS NOT NULL
 ORDER BY 1, 2"""
+    # The newest sample of each series in the range, by DISTINCT ON grouped on the
+    # series: Citus runs that on the shards, where a lateral join from the series
+    # catalogue (a reference table) into samples (distributed) is refused.
     catalogue = """SELECT s.labels::text AS labels, s.type, s.created_at AS "created",
        l.time AS "last sample", l.value AS "last value"
 FROM series s
-LEFT JOIN LATERAL (SELECT time, value FROM samples
-                   WHERE series_id = s.id AND time <= $__timeTo()
-                   ORDER BY time DESC LIMIT 1) AS l ON true
+LEFT JOIN (SELECT DISTINCT ON (series_id) series_id, time, value FROM samples
+           WHERE series_id IN (SELECT id FROM series
+                               WHERE name = '$metric' AND labels @> '$labels'::jsonb)
+             AND $__timeFilter(time)
+           ORDER BY series_id, time DESC) AS l ON l.series_id = s.id
 WHERE s.name = '$metric' AND s.labels @> '$labels'::jsonb
 ORDER BY 1"""
     panels = [
@@ -417,7 +422,8 @@ ORDER BY 1"""
         timeseries("$metric (maximum per step)", max_sql + "\nORDER BY 1, 2", grid(0, 9, 12, 8)),
         timeseries("$metric rate per second (counters)", rate_sql, grid(12, 9, 12, 8),
                    description="Increase per second of counter series; a reset gives a gap."),
-        table("Series of $metric", catalogue, grid(0, 17, 24, 8)),
+        table("Series of $metric", catalogue, grid(0, 17, 24, 8),
+              description="Each series and its newest sample in the time range."),
     ]
     return dashboard(
         "pgpulse-app-metrics", "Application metrics",

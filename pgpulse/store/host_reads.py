@@ -11,6 +11,8 @@ from datetime import datetime
 
 import psycopg
 
+from pgpulse import engine
+
 # Distinct hosts by skipping through the (host, time) index instead of reading every
 # snapshot, then each host's newest time from the same index.
 _HOSTS_SQL = """
@@ -24,7 +26,13 @@ SELECT h.host, (SELECT max(m.time) FROM system_metrics m WHERE m.host = h.host) 
 FROM hosts h WHERE h.host IS NOT NULL ORDER BY h.host
 """
 
+# Citus plans no recursive CTE over a distributed table without a filter on its
+# distribution column: there the shards group their own hosts (``system_metrics`` is
+# distributed by host, so a host's rows are all in one shard), in parallel.
+_HOSTS_DISTRIBUTED_SQL = "SELECT host, max(time) AS last_seen FROM system_metrics GROUP BY host ORDER BY host"
+
 
 def list_hosts(conn: psycopg.Connection) -> list[tuple[str, datetime]]:
     """(host, time of its newest snapshot), by host."""
-    return [tuple(r) for r in conn.execute(_HOSTS_SQL).fetchall()]
+    query = _HOSTS_DISTRIBUTED_SQL if engine.distributed(conn) else _HOSTS_SQL
+    return [tuple(r) for r in conn.execute(query).fetchall()]

@@ -174,7 +174,7 @@ def downgrade() -> None:
     if not citus():
         return
     # Colocated tables first: a group's first table goes back last.
-    for table, _, colocate in reversed(DISTRIBUTED):
+    for table, _, _ in reversed(DISTRIBUTED):
         if _citus_table(table):
             op.execute(f"SELECT undistribute_table('{table}', cascade_via_foreign_keys => false)")
     for table in REFERENCE:
