@@ -28,6 +28,17 @@ class CoreSettings:
         accepts="postgresql:// URL or empty",
         secret=True,
     )
+    database_read_url: str | None = setting(
+        "DATABASE_READ_URL",
+        None,
+        "PostgreSQL URL of a streaming replica of DATABASE_URL's database: the proxy's "
+        "queries (native, PromQL, remote_read, discovery, hosts) and exports read there, "
+        "writes still go to DATABASE_URL. Reads lag by the replica's replay delay "
+        "(`pgpulse status` shows it). Empty: everything on DATABASE_URL.",
+        parse=config.as_url("postgresql", "postgres"),
+        accepts="postgresql:// URL or empty",
+        secret=True,
+    )
     engine: str = setting(
         "PGPULSE_ENGINE",
         "auto",

@@ -109,6 +109,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | 
         settings=settings,
         database_url=core.database_url,
         pool=pool,
+        replica_pool=make_pool(core.database_read_url, settings, name="proxy-read")
+        if core.database_read_url else None,
         retention=Retention.from_settings(core),
         ratelimit=RateLimits(settings),
         etl=etl,

@@ -32,7 +32,7 @@ def _limit(default: int = DEFAULT_LIMIT) -> int:
 def series() -> Response:
     limit = _limit()
     match = selector("match", required=False)
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         rows, truncated = series_reads.list_series(conn, match, limit)
     return json_response({
         "series": [{"id": i, "name": n, "labels": labels, "type": t, "created_at": c}
@@ -45,7 +45,7 @@ def series() -> Response:
 @require_scope("query")
 def labels() -> Response:
     match = selector("match", required=False)
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         names = series_reads.label_names(conn, match)
     return json_response({"labels": ["__name__", *names]})
 
@@ -57,7 +57,7 @@ def label_values(name: str) -> Response:
         raise bad_request(f"{name[:50]!r} is not a label name", parameter="name")
     limit = _limit(10_000)
     match = selector("match", required=False)
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         values, truncated = series_reads.label_values(conn, name, match, limit)
     return json_response({"label": name, "values": values, "truncated": truncated})
 
@@ -67,7 +67,7 @@ def label_values(name: str) -> Response:
 def cardinality() -> Response:
     st = state()
     limit = _limit(10)
-    with st.connection() as conn:
+    with st.read_connection() as conn:
         card = series_reads.cardinality(conn, limit)
     total = card.series
     return json_response({

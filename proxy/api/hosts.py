@@ -32,7 +32,7 @@ bp = Blueprint("hosts", __name__)
 @bp.get("/api/hosts")
 @require_scope("query")
 def hosts() -> Response:
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         rows = host_reads.list_hosts(conn)
     return json_response({"hosts": [{"host": h, "last_seen": t} for h, t in rows]})
 
@@ -55,7 +55,7 @@ def host_query() -> Response:
     agg = aggregate()
     if agg == "rate":
         raise bad_request("rate applies to counters; host fields are gauges", parameter="agg")
-    with st.connection() as conn:
+    with st.read_connection() as conn:
         count = len(host_reads.list_hosts(conn)) if hosts is None else len(hosts)
         check_points(max(count, 1), rng, st.settings)
         result = read_host_field(conn, hosts, field, rng.start, rng.end, rng.step, agg, st.retention,

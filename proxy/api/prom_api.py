@@ -226,7 +226,7 @@ def query() -> Response:
     limits = _limits()
     if at is None:
         at = _now_ms()
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         result = promql.instant_query(conn, text, at, limits)
     return _ok(result.data(), result.warnings)
 
@@ -258,7 +258,7 @@ def query_range() -> Response:
         raise _bad(f'invalid parameter "start": range longer than {settings.max_range_days} days '
                    "(PROXY_MAX_RANGE_DAYS)")
     limits = _limits()
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         result = promql.range_query(conn, text, start_ms, end_ms, step_ms, limits)
     return _ok(result.data(), result.warnings)
 
@@ -294,7 +294,7 @@ def series() -> Response:
     cap = state().settings.max_query_series
     found: dict[int, dict[str, str]] = {}
     warnings = []
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors:
             rows = find_series(conn, to_selector(node), cap)
             if len(rows) > cap:
@@ -319,7 +319,7 @@ def labels() -> Response:
     _time_or("start", None), _time_or("end", None)  # checked; the catalogue has no time
     limit = _limit()
     names: set[str] = set()
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors or [None]:
             selector = to_selector(node) if node is not None else None
             found = label_names(conn, selector)
@@ -344,7 +344,7 @@ def values(name: str) -> Response:
     cap = state().settings.max_query_series
     found: set[str] = set()
     truncated = False
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors or [None]:
             selector = to_selector(node) if node is not None else None
             vals, more = label_values(conn, name, selector, cap)
@@ -363,7 +363,7 @@ def values(name: str) -> Response:
 def metric_metadata() -> Response:
     limit = _limit()
     metric = _param("metric")
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         rows = metadata.read(conn, metric, limit)
     data = {name: [{"type": typ, "help": help_, "unit": unit}] for name, typ, help_, unit in rows}
     return _ok(data)

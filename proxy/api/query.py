@@ -88,7 +88,7 @@ def query() -> Response:
     agg = aggregate()
     by = group_by()
     wanted = selector()  # syntax errors before touching the database
-    with st.connection() as conn:
+    with st.read_connection() as conn:
         found = matched_series(conn, settings, wanted)
         check_points(len(found), rng, settings)
         if agg == "rate":

@@ -53,7 +53,7 @@ def read() -> Response:
     max_series, max_samples = settings.max_query_series, settings.max_read_samples
     results: list[list[remote_read.ReadSeries]] = []
     total = 0
-    with st.connection() as conn:
+    with st.read_connection() as conn:
         for i, q in enumerate(asked):
             found = find_series(conn, q.selector, max_series)
             if len(found) > max_series:
