@@ -66,6 +66,8 @@ DISTRIBUTED = [
     ("pgpulse_system_metrics_1h_store", "host", "system_metrics"),
 ]
 REFERENCE = ["series", "reading_analytics", "pgpulse_watermarks", "metric_metadata"]
+# The identity column of the reference tables that have one.
+IDENTITY = {"series": "id", "reading_analytics": "id"}
 VIEWS = ["samples_5m", "samples_1h", "system_metrics_5m", "system_metrics_1h"]
 STORES = [
     "pgpulse_samples_5m_store",
@@ -173,13 +175,34 @@ def upgrade() -> None:
 def downgrade() -> None:
     if not citus():
         return
+    # Functions and views first: Citus propagates their DDL to the workers, which it
+    # refuses after the parallel work of undistributing in the same transaction.
+    _rewrite_function(ENSURE, TRUNCATE_LOCAL, ATTACH)
+    _rewrite_function(REFRESH, "refreshed_at = EXCLUDED.refreshed_at", "refreshed_at = now()")
+    _rewrite_views(PRINTED_SUBQUERY, r"pgpulse_watermark('\1'::text)")
     # Colocated tables first: a group's first table goes back last.
     for table, _, _ in reversed(DISTRIBUTED):
         if _citus_table(table):
             op.execute(f"SELECT undistribute_table('{table}', cascade_via_foreign_keys => false)")
     for table in REFERENCE:
         if _citus_table(table):
+            identity = IDENTITY.get(table)
+            if identity is None:
+                op.execute(f"SELECT undistribute_table('{table}')")
+                continue
+            # undistribute_table refuses an identity column, and Citus refuses to drop
+            # the identity of a distributed table: dropped on the coordinator's table
+            # alone, then remade, continuing after the highest id.
+            op.execute("SET LOCAL citus.enable_ddl_propagation = off")
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN {identity} DROP IDENTITY")
+            op.execute("SET LOCAL citus.enable_ddl_propagation = on")
             op.execute(f"SELECT undistribute_table('{table}')")
+            op.execute(f"ALTER TABLE {table} ALTER COLUMN {identity} ADD GENERATED ALWAYS AS IDENTITY")
+            op.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{identity}'), "
+                f"coalesce(max({identity}), 0) + 1, false) FROM {table}"
+            )
+            op.execute(f"GRANT USAGE, SELECT ON SEQUENCE {table}_{identity}_seq TO pgpulse_writer")
     for table, trigger, event in TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
         op.execute(
@@ -187,7 +210,4 @@ def downgrade() -> None:
             "REFERENCING NEW TABLE AS pgpulse_new_rows "
             "FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_log_late_writes()"
         )
-    _rewrite_function(ENSURE, TRUNCATE_LOCAL, ATTACH)
-    _rewrite_function(REFRESH, "refreshed_at = EXCLUDED.refreshed_at", "refreshed_at = now()")
-    _rewrite_views(PRINTED_SUBQUERY, r"pgpulse_watermark('\1'::text)")
     op.execute(f"REVOKE SELECT ON {', '.join(STORES)} FROM pgpulse_reader")
