@@ -222,10 +222,19 @@ def test_a_new_partition_keeps_no_local_copy_on_the_coordinator(cluster_url):
 
 
 def test_maintenance_and_the_reader_role_work_on_the_cluster(both, cluster_url):
-    with psycopg.connect(cluster_url) as conn:
+    with psycopg.connect(cluster_url, autocommit=True) as conn:
         conn.execute("SELECT pgpulse_maintain(interval '14 days', interval '90 days', interval '365 days', "
                      "interval '7 days')")
-        conn.execute("SET ROLE pgpulse_reader")
+    # Citus runs the shard queries as the caller, on the workers: Grafana logs in as a
+    # member of the reader role (deploy/initdb), as here.
+    with psycopg.connect(cluster_url, autocommit=True) as conn:
+        conn.execute("""
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgpulse_test_grafana') THEN
+                CREATE ROLE pgpulse_test_grafana LOGIN IN ROLE pgpulse_reader;
+              END IF;
+            END $$""")
+    with psycopg.connect(cluster_url, user="pgpulse_test_grafana") as conn:
         for view in ("samples_5m", "samples_1h", "system_metrics_5m", "system_metrics_1h"):
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(view))).fetchone()[0] > 0
         conn.rollback()

@@ -150,9 +150,17 @@ REFRESH = "pgpulse_refresh_tiers(interval, interval, interval, timestamptz)"
 ENSURE = "pgpulse_ensure_partitions(text, timestamptz, timestamptz)"
 
 
+def _lock() -> None:
+    # Taken first: an autovacuum ANALYZE that starts on a table between two steps of
+    # distributing it can deadlock with them.
+    tables = [t for t, _, _ in DISTRIBUTED] + REFERENCE
+    op.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+
+
 def upgrade() -> None:
     if not citus():
         return
+    _lock()
     op.execute(f"GRANT SELECT ON {', '.join(STORES)} TO pgpulse_reader")
     _rewrite_views(CALL, SUBQUERY)
     _rewrite_function(REFRESH, "refreshed_at = now()", "refreshed_at = EXCLUDED.refreshed_at")
@@ -175,6 +183,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if not citus():
         return
+    _lock()
     # Functions and views first: Citus propagates their DDL to the workers, which it
     # refuses after the parallel work of undistributing in the same transaction.
     _rewrite_function(ENSURE, TRUNCATE_LOCAL, ATTACH)
