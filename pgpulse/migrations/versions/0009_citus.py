@@ -35,8 +35,8 @@ catalogue, so whatever an earlier revision made them is kept but for the change)
 * Citus distributes no table with triggers. The statement triggers that log late
   writes (revisions 0003 and 0005) are dropped on the two raw tables: the rollups
   re-aggregate the late window on every run as revision 0001's did, and a write
-  older than the late window reaches the tiers with ``pgpulse tiers refresh
-  --backfill`` (docs/scaling.md says so).
+  older than the late window reaches the tiers with ``pgpulse tiers refresh``
+  (a back-fill; docs/scaling.md says so).
 
 Idempotent (a table already distributed or a view already rewritten is left alone)
 and reversible: downgrade undistributes every table back to the coordinator and
