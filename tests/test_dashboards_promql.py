@@ -101,8 +101,11 @@ def test_the_datasource_points_at_the_proxy_with_a_key_in_a_header():
     # The key is a secret: in secureJsonData, from the environment, never in the URL.
     assert provisioned_headers("pgpk_example") == {"Authorization": "Bearer pgpk_example"}
     assert "GRAFANA_QUERY_KEY" not in source["url"]
-    grafana_env = compose["services"]["grafana"]["environment"]
-    assert grafana_env["GRAFANA_QUERY_KEY"] == "${GRAFANA_QUERY_KEY:-}"
+    # Only Grafana is given the key.
+    given = {name for name, svc in compose["services"].items()
+             if isinstance(svc.get("environment"), dict) and "GRAFANA_QUERY_KEY" in svc["environment"]}
+    assert given == {"grafana"}
+    assert compose["services"]["grafana"]["environment"]["GRAFANA_QUERY_KEY"] == "${GRAFANA_QUERY_KEY:-}"
 
 
 # -- the data: the demo app's metrics, through remote write --------------------------------
