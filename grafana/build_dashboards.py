@@ -3,10 +3,17 @@
 The JSON files are what Grafana loads (provisioned from grafana/dashboards); this
 script is where they are edited: change it, run ``python grafana/build_dashboards.py``
 and commit both. tests/test_dashboards.py checks the files are up to date and runs
-every panel's SQL against a database with data, in both engine modes.
+every panel's SQL against a database with data, in both engine modes;
+tests/test_dashboards_promql.py runs every PromQL query through the proxy's
+Prometheus API as Grafana sends it.
 
-Tiers: host and application metrics are read from the raw tables, the 5-minute or
-the 1-hour tier, whichever suits the time range. The ``tier`` variable (shown at the
+Two data sources: host, ETL and pgpulse's own panels are SQL (the PostgreSQL data
+source); application metrics (the *Application metrics* and *HTTP services (RED)*
+dashboards) are PromQL through the Prometheus data source on the proxy, whose
+engine chooses what to read.
+
+Tiers: host metrics are read from the raw table, the 5-minute or the 1-hour tier,
+whichever suits the time range. The ``tier`` variable (shown at the
 top of a dashboard) is computed by SQL made from the tier registry
 (``pgpulse.tiers``): the rule of ``pgpulse.tiers.choose`` for a step of the range's
 span over ``POINTS``, with the retention recorded in ``pgpulse_meta`` (defaults: the
