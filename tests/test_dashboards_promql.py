@@ -23,7 +23,8 @@ durations of known means and known request rates, so the RED panels' numbers are
 checked, not only their presence.
 
 A query that fails, or answers no series (or only NaN) on data that should show,
-fails its test.
+fails its test. The database is the one of the engine under test
+(``PGPULSE_TEST_ENGINE``, conftest.py).
 """
 
 from __future__ import annotations
@@ -351,6 +352,17 @@ def test_variables_find_the_data(results):
         red = results["vars"][("http-red.json", range_name)]
         assert red["job"] == [JOB]
         assert red["route"] == ["/api/items", "/api/orders", "/api/report"]
+
+
+def test_save_and_test_passes(grafana):
+    """Grafana's "Save & test" of the data source: the instant query ``1+1`` (its
+    health check) with the provisioned header, and the build information it reads
+    to know which Prometheus it speaks to."""
+    client, now = grafana
+    r = client.call("/api/v1/query", {"query": "1+1", "time": str(int(now.timestamp()))})
+    assert r.status == 200 and r.body["data"] == {"resultType": "scalar", "result": [int(now.timestamp()), "2"]}
+    r = client.call("/api/v1/status/buildinfo", {}, "GET")
+    assert r.status == 200 and r.body["data"]["version"] == datasource()["jsonData"]["prometheusVersion"]
 
 
 def test_the_key_is_read_only(grafana):
