@@ -42,7 +42,15 @@ import cramjam
 import pytest
 import requests
 import yaml
-from grafana_prom import Query, chosen, label_values_request, variable_options
+from grafana_prom import (
+    Query,
+    chosen,
+    format_interval,
+    go_duration,
+    interpolate,
+    label_values_request,
+    variable_options,
+)
 from grafana_sql import TimeRange, Variable, interval_to_ms
 from proxy_helpers import new_key, serving
 
@@ -427,6 +435,41 @@ def test_red_panels_give_the_seeded_rates_and_quantiles(results):
     failures = answer("Failures per second by error type").body["data"]["result"]
     assert {(s["metric"].get("error_type"), s["metric"]["http_response_status_code"]) for s in failures} == {
         ("PaymentTimeout", "500")}
+
+
+def test_a_selection_of_routes_is_a_regex_of_those_routes(grafana):
+    """Two routes picked in the ``route`` variable: Grafana sends ``(a|b)``, each
+    escaped for a regular expression; the panel shows those routes only."""
+    client, now = grafana
+    dash = load_json(GRAFANA / "dashboards" / "http-red.json")
+    time_range = TimeRange.last(RANGES["1h"], now)
+    variables, _ = client.variables(dash, time_range)
+    variables["route"] = Variable("route", ["/api/items", "/api/report"], True, True)
+    panel, target = next((p, t) for p, t in prom_targets(dash) if p["title"] == "Requests per second by route")
+    answer = client.run(target, time_range, variables)
+    assert 'http_route=~"(/api/items|/api/report)"' in answer.params["query"]
+    rate = _by_label(answer, "http_route")
+    assert set(rate) == {"/api/items", "/api/report"}
+    assert all(v == pytest.approx(0.3, rel=1e-9) for v in rate["/api/report"])
+
+
+def test_variables_and_intervals_are_written_as_grafana_writes_them():
+    now = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+    multi = {"route": Variable("route", ["/a.b", "/c"], True, True), "job": Variable("job", 'x"y')}
+    assert interpolate('{job="$job", r=~"$route"}', multi) == '{job="x\\"y", r=~"(/a\\\\.b|/c)"}'
+    # 1 hour over 1,000 points: 3.6 s, rounded to 5 s, raised to timeInterval 10 s;
+    # $__rate_interval = max(10 s + 10 s, 4 x 10 s).
+    q = Query("rate(x[$__rate_interval]) $__interval $__range", TimeRange.last(RANGES["1h"], now), {},
+              time_interval="10s")
+    assert q.expr == "rate(x[40s]) 10s 3600s" and q.step_ms == 10_000
+    # 30 days: 2,592 s rounded to 30 minutes; the rate interval one scrape more.
+    q = Query("rate(x[$__rate_interval]) $__interval_ms", TimeRange.last(RANGES["30d"], now), {},
+              time_interval="10s")
+    assert q.expr == "rate(x[30m10s]) 1800000"
+    params = q.range_params()
+    assert int(params["start"]) % 1800 == 0 and params["step"] == "1800"
+    assert go_duration(3_600_000) == "1h0m0s" and go_duration(130_000) == "2m10s" and go_duration(1_500) == "1.5s"
+    assert format_interval(7_200_000) == "2h"
 
 
 # -- static checks ------------------------------------------------------------------------
