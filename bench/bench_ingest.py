@@ -116,13 +116,13 @@ def http_ingest(url: str, clients: int, workers: int, threads: int, batches: int
 def warm_up(port: int, round_: int, series: int = SERIES, path: str = "/api/ingest") -> None:
     """Create the series and fill each worker's cache (one connection per body, so
     the bodies reach different workers)."""
-    for body in make_bodies(999, 6, round_, series, vm=path != "/api/ingest"):
+    for body in make_bodies(100, 6, round_, series, vm=path != "/api/ingest"):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         c.request("POST", path, body, {"Content-Type": "application/json"})
         resp = c.getresponse()
-        resp.read()
+        answer = resp.read()
         if resp.status // 100 != 2:
-            raise SystemExit(f"warm-up of {path} failed: {resp.status}")
+            raise SystemExit(f"warm-up of {path} failed: {resp.status} {answer[:300]!r}")
 
 
 def send(port: int, path: str, clients: int, batches: int, round_: int,
