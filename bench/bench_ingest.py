@@ -158,40 +158,48 @@ def raw_copy(url: str, rows: int, round_: int, series: int = SERIES) -> tuple[in
         return rows, time.perf_counter() - t0
 
 
-def parse_and_validate(repeat: int) -> None:
-    """Medians of parse + validate of one 5,000-sample batch: GC on/off, fast/plain."""
+def parse_and_validate(repeat: int, series: int = SERIES) -> None:
+    """Medians of decode + validate of one 5,000-sample batch: the typed path, and
+    the reference parse + validation with the GC on and paused (fast and plain)."""
     from pgpulse.store.batch import PG_EPOCH_US
     from pgpulse.store.series import SeriesLimits
     from proxy.app import create_app  # noqa: F401 - a proxy-sized heap, like a worker's
-    from proxy.validation import Limits, validate, validate_plain
+    from proxy.validation import Limits, decode_typed, validate, validate_plain
 
     limits = Limits(SeriesLimits(), 7 * 86400, 600)
-    bodies = make_bodies(0, 8)
+    bodies = make_bodies(0, 8, 0, series)
     now_us = time.time_ns() // 1000 - PG_EPOCH_US
     # Old objects a worker keeps (caches, modules): full collections rescan them.
     keep = [{"k": i, "v": [i]} for i in range(int(os.environ.get("BENCH_KEEP", "0")))]
 
-    def once(check, paused: bool) -> float:
+    def once(name: str) -> float:
+        paused = name.endswith("paused")
         t0 = time.perf_counter()
         if paused:
             gc.disable()
         try:
             for body in bodies:
-                check(orjson.loads(body)["metrics"], limits, now_us)
+                if name.startswith("typed"):
+                    assert decode_typed(body, limits, now_us, BATCH) is not None
+                else:
+                    check = validate if name.startswith("fast") else validate_plain
+                    check(orjson.loads(body)["metrics"], limits, now_us)
         finally:
             gc.enable()
         return (time.perf_counter() - t0) / (len(bodies) * BATCH) * 1e6
 
-    runs: dict[str, list[float]] = {"fast, GC on": [], "fast, GC paused": [],
+    runs: dict[str, list[float]] = {"typed (msgspec, columns), GC on": [],
+                                    "fast, GC on": [], "fast, GC paused": [],
                                     "plain, GC on": [], "plain, GC paused": []}
     for _ in range(repeat):
         for name in runs:
-            runs[name].append(once(validate if name.startswith("fast") else validate_plain,
-                                   name.endswith("paused")))
+            runs[name].append(once(name))
     med = {name: statistics.median(v) for name, v in runs.items()}
+    print(f"{series} series x {BATCH // series} per batch")
     print(table([(name, f"{m:.3f}", f"{min(runs[name]):.3f}") for name, m in med.items()],
-                ("parse + validate", "us/sample median", "us/sample best")))
-    print(f"GC paused / GC on (fast path): {med['fast, GC paused'] / med['fast, GC on']:.2f}; "
+                ("decode + validate", "us/sample median", "us/sample best")))
+    print(f"typed / fast (GC on): {med['typed (msgspec, columns), GC on'] / med['fast, GC on']:.2f}; "
+          f"GC paused / GC on (fast path): {med['fast, GC paused'] / med['fast, GC on']:.2f}; "
           f"fast / plain (GC on): {med['fast, GC on'] / med['plain, GC on']:.2f}")
     del keep
 
@@ -265,7 +273,8 @@ def main() -> int:
                         help="only the store's samples writer against raw COPY, in this process")
     args = parser.parse_args()
     if args.parse:
-        parse_and_validate(max(args.repeat, 5))
+        for series in (SERIES, 1000):
+            parse_and_validate(max(args.repeat, 5), series)
         return 0
     if args.writer:
         writer_paths(args.batches, args.repeat)
