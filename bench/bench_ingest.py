@@ -33,6 +33,7 @@ It prints the medians and each one's ratio to raw COPY (docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import http.client
 import multiprocessing
@@ -267,6 +268,10 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=40, help="batches per client")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of (HTTP, raw COPY); the medians are compared")
+    parser.add_argument("--baseline", type=Path,
+                        help="also run the pgpulse of this directory (an export of an earlier "
+                             "commit: git archive REV | tar -x -C DIR) in each round, on its own "
+                             "database, for a before/after in the same run")
     parser.add_argument("--parse", action="store_true",
                         help="only parse + validate in this process, GC on and paused")
     parser.add_argument("--writer", action="store_true",
@@ -281,15 +286,26 @@ def main() -> int:
         return 0
     shapes = (SERIES, 1000)
     names = {"pgpulse": "pgpulse /api/ingest", "copy": "raw binary COPY (1 connection)",
-             "vm": "VictoriaMetrics /api/v1/import"}
+             "vm": "VictoriaMetrics /api/v1/import", "base": f"baseline {args.baseline} /api/ingest"}
+    if args.baseline is None:
+        del names["base"]
     rates = {(k, n): [] for n in shapes for k in names}
-    cpu = {(k, n): [] for n in shapes for k in ("pgpulse", "postgres", "vm")}
+    cpu = {(k, n): [] for n in shapes for k in ("pgpulse", "postgres", "vm", "base")}
     rows, splits = [], []
-    with VictoriaMetrics() as vm, bench_database("pgpulse_bench_ingest") as url, \
-            Proxy(url, args.workers, args.threads) as proxy:
+    with contextlib.ExitStack() as stack:
+        vm = stack.enter_context(VictoriaMetrics())
+        url = stack.enter_context(bench_database("pgpulse_bench_ingest"))
+        proxy = stack.enter_context(Proxy(url, args.workers, args.threads))
+        base = None
+        if args.baseline is not None:
+            base_url = stack.enter_context(bench_database("pgpulse_bench_ingest_baseline"))
+            base = stack.enter_context(Proxy(base_url, args.workers, args.threads,
+                                             root=args.baseline.resolve()))
         for series in shapes:
             warm_up(proxy.port, 0, series)
             warm_up(vm.port, 0, series, "/api/v1/import")
+            if base is not None:
+                warm_up(base.port, 0, series)
         for round_ in range(1, args.repeat + 1):
             for n_series in shapes:
                 shape = f"{n_series} series x {BATCH // n_series}"
@@ -308,6 +324,17 @@ def main() -> int:
                 rates["copy", n_series].append(n_copy / t_copy)
                 rows.append((round_, shape, names["copy"], n_copy, f"{t_copy:.2f}",
                              f"{n_copy / t_copy:,.0f}", ""))
+                if base is not None:
+                    before, workers0 = base.cpu_seconds(), base.worker_cpu()
+                    n, t = send(base.port, "/api/ingest", args.clients, args.batches, round_, n_series)
+                    used = base.cpu_seconds() - before
+                    split = {pid: c - workers0.get(pid, 0.0) for pid, c in base.worker_cpu().items()}
+                    splits.append((round_, shape + " (baseline)",
+                                   " / ".join(f"{c:.1f}" for c in sorted(split.values(), reverse=True))))
+                    cpu["base", n_series].append(used / n * 1e6)
+                    rates["base", n_series].append(n / t)
+                    rows.append((round_, shape, names["base"], n, f"{t:.2f}", f"{n / t:,.0f}",
+                                 f"{used / n * 1e6:.1f}"))
                 before = vm.cpu_seconds()
                 n, t = send(vm.port, "/api/v1/import", args.clients, args.batches, round_, n_series)
                 used = vm.cpu_seconds() - before
@@ -338,6 +365,11 @@ def main() -> int:
     print("\nmedians")
     print(table(summary, ("shape", "pgpulse/s", "proxy CPU us", "PG backend CPU us", "raw COPY/s",
                           "VM/s", "VM CPU us", "pgpulse / COPY", "pgpulse / VM")))
+    if base is not None:
+        print(table([(f"{n} series x {BATCH // n}", f"{med['base', n]:,.0f}", f"{mcpu['base', n]:.1f}",
+                      f"{med['base', n] / med['copy', n]:.2f}", f"{med['base', n] / med['vm', n]:.2f}",
+                      f"{med['pgpulse', n] / med['base', n]:.2f}") for n in shapes],
+                    ("baseline shape", "samples/s", "proxy CPU us", "/ COPY", "/ VM", "pgpulse / baseline")))
     print(f"rows stored: pgpulse {stored:,}, VictoriaMetrics {vm_stored:,}")
     return 0
 

@@ -148,13 +148,15 @@ class Proxy(_Server):
     """``pgpulse proxy`` (gunicorn, ``workers`` x ``threads``) on a loopback port."""
 
     def __init__(self, database_url: str, workers: int = 3, threads: int = 1,
-                 timeout: float = 300, **env: str) -> None:
+                 timeout: float = 300, root: Path = ROOT, **env: str) -> None:
+        """``root``: the checkout whose pgpulse runs (``python -m`` imports from the
+        working directory first), e.g. an export of an earlier commit to compare."""
         self.port = free_port()
         environ = {**os.environ, "DATABASE_URL": database_url, "PGPULSE_AUTH": "off",
                    "PORT": str(self.port), "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning",
                    "PROXY_MAX_SERIES": "1000000", **env}
         self.proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers",
-                                      str(workers), "--threads", str(threads)], env=environ, cwd=ROOT)
+                                      str(workers), "--threads", str(threads)], env=environ, cwd=root)
         try:
             # gunicorn's workers can take minutes to start on a loaded machine.
             wait_http(self.port, "/ready", timeout, self.proc, "pgpulse proxy")
