@@ -54,6 +54,7 @@ from peers import Proxy, VictoriaMetrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 5000
+_ROW_BYTES = struct.calcsize("!hiqiqid")
 SERIES = 100  # distinct series per batch: 100 series x 50 timestamps
 
 
@@ -344,6 +345,10 @@ def main() -> int:
                              f"{used / n * 1e6:.1f}"))
         with psycopg.connect(url) as conn:
             stored = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+            conn.execute("CHECKPOINT")
+            heap, total = conn.execute(
+                "SELECT sum(pg_relation_size(relid)), sum(pg_total_relation_size(relid)) "
+                "FROM pg_partition_tree('samples')").fetchone()
         vm.flush()
         vm_stored = vm.rows_inserted("vmimport")
     print(f"{args.clients} clients, {args.workers} workers x {args.threads} threads, "
@@ -371,6 +376,11 @@ def main() -> int:
                       f"{med['pgpulse', n] / med['base', n]:.2f}") for n in shapes],
                     ("baseline shape", "samples/s", "proxy CPU us", "/ COPY", "/ VM", "pgpulse / baseline")))
     print(f"rows stored: pgpulse {stored:,}, VictoriaMetrics {vm_stored:,}")
+    # The physical limit: what binary COPY moves per row (2 + 3 x (4 + 8) bytes) and
+    # what a row takes on disk in `samples`, heap and index.
+    print(f"binary COPY stream: {_ROW_BYTES} bytes per row; on disk in samples: "
+          f"{heap / stored:.1f} bytes per row heap, {(total - heap) / stored:.1f} index "
+          f"({total / stored:.1f} in all)")
     return 0
 
 
