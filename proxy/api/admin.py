@@ -1,13 +1,19 @@
-"""Administration (scope admin): API keys and the audit log.
+"""Administration (scope admin): tenants, API keys and the audit log.
 
-* ``GET /api/keys``: the keys (never the keys themselves), ``?all=true`` with revoked ones;
-* ``POST /api/keys`` ``{"name": ..., "scopes": [...]}``: a new key, shown once;
-* ``DELETE /api/keys/<id>``: revoke a key (not the request's own: 409);
+* ``GET /api/keys``: the keys of the request's tenant (never the keys themselves),
+  ``?all=true`` with revoked ones;
+* ``POST /api/keys`` ``{"name": ..., "scopes": [...]}``: a new key of the request's
+  tenant (``X-Scope-OrgID`` names another), shown once;
+* ``DELETE /api/keys/<id>``: revoke a key of the request's tenant (not the request's
+  own: 409);
+* ``GET /api/tenants``, ``POST /api/tenants`` ``{"id", "name"?, overrides...}``,
+  ``GET|PATCH|DELETE /api/tenants/<id>``: tenants and their overrides of the
+  settings (``pgpulse.store.tenants``);
 * ``GET /api/audit``: the audit log, newest first, with filters and keyset paging.
 
-Creating and revoking a key are recorded in the audit log (``pgpulse.store.audit``)
-in the same transaction as the act; a revocation of no live key is recorded as
-refused.
+Creating and revoking a key and every change of a tenant are recorded in the audit
+log (``pgpulse.store.audit``) in the same transaction as the act; a revocation of
+no live key is recorded as refused.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from pgpulse.store import audit, keys
+from pgpulse.store import audit, keys, tenants
+from pgpulse.store.errors import StoreError
 from proxy.api.openapi import AUTH_ERRORS, errors, json_ok, param
-from proxy.auth import actor, require_scope
+from proxy.auth import actor, request_tenant, require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.ranges import integer
@@ -53,7 +60,7 @@ def _time_param(name: str) -> datetime | None:
 @require_scope("admin")
 def list_keys() -> Response:
     with state().connection() as conn:
-        rows = keys.list_keys(conn, include_revoked=_flag("all"))
+        rows = keys.list_keys(conn, include_revoked=_flag("all"), tenant=request_tenant())
     return json_response({"keys": rows})
 
 
@@ -76,9 +83,9 @@ def create_key() -> Response:
         raise bad_request(f"scopes: unknown {', '.join(bad[:5])}; use some of {', '.join(keys.SCOPES)}",
                           field="scopes")
     with state().connection() as conn:
-        key, row = keys.create_key(conn, name, scopes)
+        key, row = keys.create_key(conn, name, scopes, tenant=request_tenant())
         audit.record(conn, actor(), "key.create", target=f"key:{row['id']}",
-                     name=row["name"], scopes=row["scopes"], prefix=row["prefix"])
+                     name=row["name"], scopes=row["scopes"], prefix=row["prefix"], tenant=row["tenant"])
     return json_response({**row, "key": key}, 201)
 
 
@@ -94,13 +101,101 @@ def revoke_key(key_id: int) -> Response:
         raise ApiError(409, "a key cannot revoke itself: use another admin key or `pgpulse keys revoke`",
                        key_id=key_id)
     with state().connection() as conn:
-        n = keys.revoke_key(conn, str(key_id))
+        n = keys.revoke_key(conn, str(key_id), tenant=request_tenant())
         audit.record(conn, actor(), "key.revoke", target=f"key:{key_id}",
-                     outcome="ok" if n else "refused", revoked=n)
+                     outcome="ok" if n else "refused", revoked=n, tenant=request_tenant())
     if n == 0:
         raise ApiError(404, f"no live key with id {key_id}", key_id=key_id)
     return json_response({"revoked": key_id,
                           "note": "running proxies stop accepting it within PROXY_KEY_CACHE_SECONDS"})
+
+
+# -- tenants --------------------------------------------------------------------------
+
+
+def _tenant_body(allowed: set[str]) -> dict[str, Any]:
+    body, _ = json_body(MAX_BODY)
+    if not isinstance(body, dict):
+        raise bad_request('expected a JSON object: {"id": "acme", "name": "Acme", "max_series": 5000}')
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown fields: {', '.join(unknown[:10])}; expected some of "
+                          f"{', '.join(sorted(allowed))}", fields=unknown[:10])
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME
+                             or not name.isprintable()):
+        raise bad_request(f"name: expected 1 to {MAX_NAME} printable characters", field="name")
+    for field in tenants.OVERRIDES:
+        value = body.get(field)
+        if value is not None and (type(value) is not int or value < 0 or value > 2**62
+                                  or (value == 0 and field != "monthly_sample_quota")):
+            raise bad_request(f"{field}: expected a positive whole number, or null for the global "
+                              "setting", field=field)
+    return body
+
+
+def _tenant_change(action: str, target: str, act) -> Any:
+    """Run ``act(conn)`` and record it; a refusal of the store is recorded as refused."""
+    with state().connection() as conn:
+        try:
+            with conn.transaction():
+                result = act(conn)
+        except (StoreError, ValueError) as exc:
+            audit.record(conn, actor(), action, target=f"tenant:{target}", outcome="refused",
+                         reason=str(exc))
+            conn.commit()
+            if isinstance(exc, ValueError):
+                raise bad_request(str(exc)) from None
+            raise
+        audit.record(conn, actor(), action, target=f"tenant:{target}",
+                     **({"tenant": {k: v for k, v in result.items() if k != "created_at"}}
+                        if isinstance(result, dict) else {}))
+    return result
+
+
+@bp.get("/api/tenants")
+@require_scope("admin")
+def list_tenants() -> Response:
+    with state().connection() as conn:
+        return json_response({"tenants": tenants.list_tenants(conn)})
+
+
+@bp.post("/api/tenants")
+@require_scope("admin")
+def create_tenant() -> Response:
+    body = _tenant_body({"id", "name", *tenants.OVERRIDES})
+    tenant_id = body.get("id")
+    problem = tenants.id_problem(tenant_id)
+    if problem:
+        raise bad_request(f"id: {problem}", field="id")
+    overrides = {k: body[k] for k in tenants.OVERRIDES if k in body}
+    row = _tenant_change("tenant.create", tenant_id,
+                         lambda conn: tenants.create(conn, tenant_id, body.get("name"), **overrides))
+    return json_response(row, 201)
+
+
+@bp.get("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def get_tenant(tenant_id: str) -> Response:
+    with state().connection() as conn:
+        return json_response(tenants.get(conn, tenant_id))
+
+
+@bp.patch("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def update_tenant(tenant_id: str) -> Response:
+    body = _tenant_body({"name", *tenants.OVERRIDES})
+    overrides = {k: body[k] for k in tenants.OVERRIDES if k in body}
+    row = _tenant_change("tenant.update", tenant_id,
+                         lambda conn: tenants.update(conn, tenant_id, body.get("name"), **overrides))
+    return json_response(row)
+
+
+@bp.delete("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def delete_tenant(tenant_id: str) -> Response:
+    _tenant_change("tenant.delete", tenant_id, lambda conn: tenants.delete(conn, tenant_id))
+    return json_response({"deleted": tenant_id})
 
 
 # -- audit ----------------------------------------------------------------------------
