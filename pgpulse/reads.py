@@ -213,7 +213,8 @@ def read_host_field(
     host (``hosts`` None: all the tenant's hosts).
 
     The host rollups are keyed by host name alone: a rolled-up tier serves the hosts
-    that have raw snapshots in the tenant.
+    that have raw snapshots in the tenant and in no other tenant (a host name two
+    tenants share is served from raw data only, never mixed).
 
     With ``epoch`` the points' times are Unix seconds (floats), as in :func:`read_series`.
     """
@@ -227,7 +228,9 @@ def read_host_field(
     path = list(HOST_FIELDS[field])
     host_filter = sql.SQL("") if hosts is None else sql.SQL("AND host = ANY(%(hosts)s) ")
     tenant_hosts = sql.SQL(
-        "AND EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id = %(tenant)s AND m.host = r.host) ")
+        "AND EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id = %(tenant)s AND m.host = r.host) "
+        "AND NOT EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id <> %(tenant)s "
+        "AND m.host = r.host) ")
 
     def query_for(seg: Segment, inner: str) -> sql.Composable:
         if seg.tier == "raw":

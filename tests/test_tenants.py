@@ -362,3 +362,34 @@ def test_cli_creates_lists_and_keys_a_tenant(db_url, tmp_path):
                             "ORDER BY id").fetchall()
     assert acts == [("tenant.create", "ok"), ("tenant.create", "refused"), ("tenant.update", "ok"),
                     ("tenant.delete", "refused")]
+
+
+def test_host_rollups_never_mix_two_tenants_hosts(conn):
+    """The 5m/1h host tiers are keyed by host name: a name two tenants share is never
+    served to either from them; a host of one tenant is served to it alone."""
+    from datetime import timedelta
+
+    from pgpulse.reads import read_host_field
+    from pgpulse.tiers import Retention
+
+    conn.execute("INSERT INTO tenants (id, name) VALUES ('red', 'Red'), ('blue', 'Blue')")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=2)
+    conn.execute(
+        "INSERT INTO system_metrics (tenant_id, time, host, data) "
+        "SELECT tenant, t, h, jsonb_build_object('load', jsonb_build_object('load1', v)) "
+        "FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 second', interval '1 minute') t, "
+        "(VALUES ('red', 'common', 1), ('blue', 'common', 2), ('red', 'redbox', 1), "
+        "('blue', 'bluebox', 2)) AS x(tenant, h, v)",
+        (start, end))
+    conn.execute("SELECT * FROM pgpulse_refresh_tiers('1 hour', '14 days', '90 days')")
+    short = Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days=10))
+    for tenant, value in TENANTS.items():
+        hourly = read_host_field(conn, None, "load1", start, end, timedelta(hours=1), "avg", short,
+                                 tenant=tenant)
+        assert hourly.tier == "1h" and set(hourly.points) == {f"{tenant}box"}
+        assert {v for _, v in hourly.points[f"{tenant}box"]} == {value}
+        raw = read_host_field(conn, None, "load1", start, end, timedelta(minutes=1), "avg", short,
+                              tenant=tenant)
+        assert set(raw.points) == {"common", f"{tenant}box"}
+        assert {v for _, v in raw.points["common"]} == {value}

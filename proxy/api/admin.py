@@ -229,6 +229,7 @@ def list_audit() -> Response:
 _KEY = {"type": "object", "properties": {
     "id": {"type": "integer"}, "name": {"type": "string"}, "prefix": {"type": "string"},
     "scopes": {"type": "array", "items": {"type": "string", "enum": list(keys.SCOPES)}},
+    "tenant": {"type": "string"},
     "created_at": {"type": "string", "format": "date-time"},
     "last_used_at": {"type": ["string", "null"], "format": "date-time"},
     "revoked_at": {"type": ["string", "null"], "format": "date-time"}}}
@@ -242,6 +243,13 @@ _ENTRY = {"type": "object", "properties": {
     "details": {"type": "object"}}}
 _NOT_FOUND = {"description": "No live key with this id",
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_OVERRIDE = {"type": ["integer", "null"], "minimum": 0,
+             "description": "overrides the global setting; null: the global setting holds"}
+_TENANT_WRITABLE = {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                    **{c: _OVERRIDE for c in tenants.OVERRIDES}}
+_TENANT = {"type": "object", "properties": {
+    "id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+    **_TENANT_WRITABLE}}
 _TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 
 OPENAPI: dict[str, Any] = {
@@ -276,6 +284,53 @@ OPENAPI: dict[str, Any] = {
                       "409": {**_NOT_FOUND, "description": "The key of the request itself"},
                       **errors(*AUTH_ERRORS)},
     }},
+    "/api/tenants": {
+        "get": {
+            "tags": ["admin"], "operationId": "listTenants", "x-scope": "admin",
+            "summary": "Tenants with their overrides, live keys and series (scope admin)",
+            "responses": {**json_ok("The tenants", {"type": "object", "properties": {
+                "tenants": {"type": "array", "items": _TENANT}}}), **errors(*AUTH_ERRORS)},
+        },
+        "post": {
+            "tags": ["admin"], "operationId": "createTenant", "x-scope": "admin",
+            "summary": "Create a tenant (scope admin; audited)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["id"], "additionalProperties": False,
+                "properties": {"id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+                               **_TENANT_WRITABLE}}}}},
+            "responses": {"201": {"description": "Created", "content": {"application/json": {
+                "schema": _TENANT}}}, "409": {**_NOT_FOUND, "description": "The id is taken"},
+                **errors(*AUTH_ERRORS)},
+        },
+    },
+    "/api/tenants/{tenant_id}": {
+        "get": {
+            "tags": ["admin"], "operationId": "getTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "One tenant (scope admin)",
+            "responses": {**json_ok("The tenant", _TENANT),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"}, **errors(*AUTH_ERRORS)},
+        },
+        "patch": {
+            "tags": ["admin"], "operationId": "updateTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "Change a tenant's name or overrides; null restores the global setting "
+                       "(scope admin; audited)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": _TENANT_WRITABLE}}}},
+            "responses": {**json_ok("The tenant", _TENANT),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"}, **errors(*AUTH_ERRORS)},
+        },
+        "delete": {
+            "tags": ["admin"], "operationId": "deleteTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "Delete a tenant that owns no keys and no data (scope admin; audited)",
+            "responses": {**json_ok("Deleted", {"type": "object"}),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"},
+                          "409": {**_NOT_FOUND, "description": "The default tenant, or one that owns keys or data"},
+                          **errors(*AUTH_ERRORS)},
+        },
+    },
     "/api/audit": {"get": {
         "tags": ["admin"], "operationId": "listAudit", "x-scope": "admin",
         "summary": "The audit log of administrative acts, newest first (scope admin)",
