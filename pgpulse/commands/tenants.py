@@ -35,7 +35,7 @@ def _override(text: str) -> int | None:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
-    if value < 0:
+    if value < 0 or value > 2**63 - 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'none', got {text!r}")
     return value
 

@@ -25,6 +25,8 @@ TENANT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 OVERRIDES = ("max_series", "max_series_per_metric", "raw_retention_days", "retention_5m_days",
              "retention_1h_days", "monthly_sample_quota")
 COLUMNS = ("id", "name", "created_at", *OVERRIDES)
+# The column types' ceilings: integer, and bigint for the quota.
+MAXIMA = {name: 2**31 - 1 for name in OVERRIDES} | {"monthly_sample_quota": 2**63 - 1}
 
 
 def id_problem(tenant_id: Any) -> str | None:
@@ -40,8 +42,10 @@ def _overrides(values: dict[str, Any]) -> dict[str, int | None]:
     for name, value in values.items():
         if name not in OVERRIDES:
             raise ValueError(f"unknown tenant setting {name!r}: expected one of {', '.join(OVERRIDES)}")
-        if value is not None and (type(value) is not int or value < (0 if name == "monthly_sample_quota" else 1)):
-            raise ValueError(f"{name} must be a positive whole number or null (got {value!r})")
+        low = 0 if name == "monthly_sample_quota" else 1
+        if value is not None and (type(value) is not int or not low <= value <= MAXIMA[name]):
+            raise ValueError(f"{name} must be a whole number from {low} to {MAXIMA[name]}, or null "
+                             f"(got {str(value)[:30]})")
         out[name] = value
     return out
 

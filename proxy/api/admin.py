@@ -127,10 +127,10 @@ def _tenant_body(allowed: set[str]) -> dict[str, Any]:
         raise bad_request(f"name: expected 1 to {MAX_NAME} printable characters", field="name")
     for field in tenants.OVERRIDES:
         value = body.get(field)
-        if value is not None and (type(value) is not int or value < 0 or value > 2**62
-                                  or (value == 0 and field != "monthly_sample_quota")):
-            raise bad_request(f"{field}: expected a positive whole number, or null for the global "
-                              "setting", field=field)
+        low = 0 if field == "monthly_sample_quota" else 1
+        if value is not None and (type(value) is not int or not low <= value <= tenants.MAXIMA[field]):
+            raise bad_request(f"{field}: expected a whole number from {low} to {tenants.MAXIMA[field]}, "
+                              "or null for the global setting", field=field)
     return body
 
 
@@ -243,10 +243,11 @@ _ENTRY = {"type": "object", "properties": {
     "details": {"type": "object"}}}
 _NOT_FOUND = {"description": "No live key with this id",
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_OVERRIDE = {"type": ["integer", "null"], "minimum": 0,
-             "description": "overrides the global setting; null: the global setting holds"}
 _TENANT_WRITABLE = {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-                    **{c: _OVERRIDE for c in tenants.OVERRIDES}}
+                    **{c: {"type": ["integer", "null"], "minimum": 0 if c == "monthly_sample_quota" else 1,
+                           "maximum": tenants.MAXIMA[c],
+                           "description": "overrides the global setting; null: the global setting holds"}
+                       for c in tenants.OVERRIDES}}
 _TENANT = {"type": "object", "properties": {
     "id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
     **_TENANT_WRITABLE}}
