@@ -206,9 +206,15 @@ def read_host_field(
     retention: Retention,
     now: datetime | None = None,
     *,
+    tenant: str,
     epoch: bool = False,
 ) -> ReadResult:
-    """Points of one headline ``field`` of host snapshots, keyed by host (None: all hosts).
+    """Points of one headline ``field`` of the host snapshots of ``tenant``, keyed by
+    host (``hosts`` None: all the tenant's hosts).
+
+    The host rollups are keyed by host name alone: a rolled-up tier serves the hosts
+    that have raw snapshots in the tenant and in no other tenant (a host name two
+    tenants share is served from raw data only, never mixed).
 
     With ``epoch`` the points' times are Unix seconds (floats), as in :func:`read_series`.
     """
@@ -221,6 +227,10 @@ def read_host_field(
     segments = plan(start, end, step, retention, now)
     path = list(HOST_FIELDS[field])
     host_filter = sql.SQL("") if hosts is None else sql.SQL("AND host = ANY(%(hosts)s) ")
+    tenant_hosts = sql.SQL(
+        "AND EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id = %(tenant)s AND m.host = r.host) "
+        "AND NOT EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id <> %(tenant)s "
+        "AND m.host = r.host) ")
 
     def query_for(seg: Segment, inner: str) -> sql.Composable:
         if seg.tier == "raw":
@@ -230,14 +240,16 @@ def read_host_field(
             )
             return sql.SQL(
                 "SELECT host, {t} AS t, {agg} FROM system_metrics "
-                "WHERE time >= %(start)s AND time < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
+                "WHERE tenant_id = %(tenant)s AND time >= %(start)s AND time < %(end)s {hosts}"
+                "GROUP BY 1, 2 ORDER BY 1, 2"
             ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value), hosts=host_filter)
         return sql.SQL(
-            "SELECT host, {t} AS t, {agg} FROM {rel} "
-            "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT host, {t} AS t, {agg} FROM {rel} AS r "
+            "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}{tenant}GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, prefix=field + "_"),
-                 rel=sql.Identifier(tiers.tier(seg.tier).hosts), hosts=host_filter)
+                 rel=sql.Identifier(tiers.tier(seg.tier).hosts), hosts=host_filter,
+                 tenant=tenant_hosts)
 
-    params = {"path": path, "hosts": list(hosts) if hosts is not None else None}
+    params = {"path": path, "hosts": list(hosts) if hosts is not None else None, "tenant": tenant}
     points = _run(conn, segments, step, agg, query_for, params)
     return ReadResult(segments[-1].tier if segments else tiers.choose(step).name, segments, points)

@@ -23,8 +23,11 @@ from pgpulse.store.errors import (
     IdempotencyConflict,
     InvalidSample,
     StoreError,
+    TenantExists,
+    TenantInUse,
     TypeConflict,
     UnknownKey,
+    UnknownTenant,
 )
 
 log = logging.getLogger("proxy.errors")
@@ -107,6 +110,9 @@ STORE_STATUS: dict[type[StoreError], int] = {
     TypeConflict: 409,
     IdempotencyConflict: 409,
     CardinalityExceeded: 429,
+    UnknownTenant: 404,
+    TenantExists: 409,
+    TenantInUse: 409,
 }
 
 

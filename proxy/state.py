@@ -40,7 +40,7 @@ class ProxyState:
     etl: EtlService | None = None
     etl_off: str | None = None
     # API keys verified recently: key hash -> (expires at monotonic time, key id, scopes).
-    key_cache: dict[str, tuple[float, int, frozenset[str]]] = dataclasses.field(default_factory=dict)
+    key_cache: dict[str, tuple[float, int, frozenset[str], str]] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     # Series ids by (name, labels), shared by the ingest requests.
     series_cache: SeriesCache = dataclasses.field(default_factory=SeriesCache)

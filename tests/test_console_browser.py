@@ -77,7 +77,7 @@ def populated(module_db_url: str) -> Iterator[dict]:
         items += [snapshot(host, now - timedelta(minutes=5 * i), i) for i in range(12, 2 * 288)]
         items += [snapshot(host, now - timedelta(minutes=i), i) for i in range(60)]
     with psycopg.connect(module_db_url) as conn:
-        snapshots.write(conn, items)
+        snapshots.write(conn, items, tenant="default")
     tiers.refresh(module_db_url, load_core({}, database_url=module_db_url), backfill=True)
     yield {
         "url": module_db_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from pgpulse.store import series_reads
+from pgpulse.store.series import SeriesLimits
 from proxy.api.openapi import (
     AUTH_ERRORS,
     MATCH,
@@ -13,7 +14,7 @@ from proxy.api.openapi import (
     limit_param,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import bad_request, json_response
 from proxy.ranges import integer, selector
 from proxy.state import state
@@ -33,7 +34,7 @@ def series() -> Response:
     limit = _limit()
     match = selector("match", required=False)
     with state().read_connection() as conn:
-        rows, truncated = series_reads.list_series(conn, match, limit)
+        rows, truncated = series_reads.list_series(conn, match, limit, tenant=request_tenant())
     return json_response({
         "series": [{"id": i, "name": n, "labels": labels, "type": t, "created_at": c}
                    for i, n, labels, t, c in rows],
@@ -46,7 +47,7 @@ def series() -> Response:
 def labels() -> Response:
     match = selector("match", required=False)
     with state().read_connection() as conn:
-        names = series_reads.label_names(conn, match)
+        names = series_reads.label_names(conn, match, tenant=request_tenant())
     return json_response({"labels": ["__name__", *names]})
 
 
@@ -58,7 +59,7 @@ def label_values(name: str) -> Response:
     limit = _limit(10_000)
     match = selector("match", required=False)
     with state().read_connection() as conn:
-        values, truncated = series_reads.label_values(conn, name, match, limit)
+        values, truncated = series_reads.label_values(conn, name, match, limit, tenant=request_tenant())
     return json_response({"label": name, "values": values, "truncated": truncated})
 
 
@@ -68,12 +69,15 @@ def cardinality() -> Response:
     st = state()
     limit = _limit(10)
     with st.read_connection() as conn:
-        card = series_reads.cardinality(conn, limit)
+        tenant = request_tenant()
+        card = series_reads.cardinality(conn, limit, tenant=tenant)
+        limits = SeriesLimits.from_settings(st.core).for_tenant(conn, tenant)
     total = card.series
     return json_response({
+        "tenant": tenant,
         "series": total,
-        "limit": st.core.max_series,
-        "per_metric_limit": st.core.max_series_per_metric,
+        "limit": limits.max_series,
+        "per_metric_limit": limits.max_series_per_metric,
         "metrics": [{"name": n, "series": c, "share": round(c / total, 4) if total else 0}
                     for n, c in card.top_metrics],
         "labels": [{"name": k, "series": n, "values": v} for k, n, v in card.top_labels],

@@ -39,7 +39,7 @@ from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
 from proxy.api.openapi import param
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, bad_request, json_dumps
 from proxy.ratelimit import charge_samples
@@ -154,7 +154,8 @@ def _write(precisions: tuple[str, ...]) -> Response:
         cache = st.series_cache
         try:
             with st.connection() as conn:
-                written, learned = samples.write_batch(conn, batch, series_limits, cache)
+                written, learned = samples.write_batch(conn, batch, series_limits, cache,
+                                                       tenant=request_tenant())
         except CardinalityExceeded:
             metrics.SAMPLES_REJECTED.labels("cardinality").inc(len(batch.rows))
             raise

@@ -44,7 +44,7 @@ from pgpulse.store.errors import CardinalityExceeded, StoreError, TypeConflict
 from pgpulse.store.series import SeriesLimits
 from proxy import metrics
 from proxy.api.ingest import gc_paused
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, DatabaseUnavailable, store_status
 from proxy.ratelimit import charge_samples
@@ -152,11 +152,12 @@ def _write(st: ProxyState, tr: otlp.Translation, limits: SeriesLimits) -> int:
     type or its metric's series limit leaves the batch (its points rejected) and the
     rest is written. Returns the samples written."""
     cache = st.series_cache
+    tenant = request_tenant()
     with st.connection() as conn:
         while True:
             try:
                 with conn.transaction():
-                    written, learned = samples.write_batch(conn, tr.batch, limits, cache)
+                    written, learned = samples.write_batch(conn, tr.batch, limits, cache, tenant=tenant)
                 break
             except TypeConflict as exc:
                 row = exc.details.get("index")
