@@ -33,7 +33,6 @@ from promql_oracle import SPAN_MS, T0, Prometheus, free_port, generate, load_int
 
 from proxy import close_app, create_app  # noqa: E402
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 VICTORIA = "/usr/bin/victoria-metrics"
 END = (T0 + SPAN_MS) / 1000
 QUERIES = [
@@ -75,6 +74,7 @@ def victoria(workdir: Path, data) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     data = generate()
     with tempfile.TemporaryDirectory() as tmp, bench_database("pgpulse_bench_promql") as url:
         with psycopg.connect(url) as conn:
@@ -93,7 +93,7 @@ def main() -> None:
             for label, query, step in QUERIES:
                 times: dict[str, list[float]] = {name: [] for name in targets}
                 params = {"query": query, "start": T0 / 1000, "end": END, "step": step}
-                for _ in range(ROUNDS):
+                for _ in range(rounds):
                     for name, base in targets.items():
                         began = time.perf_counter()
                         r = session.get(f"{base}/api/v1/query_range", params=params, timeout=300)
@@ -113,7 +113,7 @@ def main() -> None:
             prom.stop()
             vm.terminate()
             vm.wait(timeout=60)
-    print(f"PromQL range queries, {ROUNDS} rounds interleaved, ms")
+    print(f"PromQL range queries, {rounds} rounds interleaved, ms")
     print(table(rows, ("query", "pgpulse p50", "p99", "prometheus p50", "p99", "victoria p50",
                        "p99", "vs prom", "vs vm")))
 

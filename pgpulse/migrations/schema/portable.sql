@@ -927,5 +927,13 @@ REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
 
 UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
 
+-- Running upgrade 0008_audit -> 0009_tier_covering_keys
+
+ALTER TABLE pgpulse_samples_5m_store DROP CONSTRAINT pgpulse_samples_5m_store_pkey, ADD CONSTRAINT pgpulse_samples_5m_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+
+ALTER TABLE pgpulse_samples_1h_store DROP CONSTRAINT pgpulse_samples_1h_store_pkey, ADD CONSTRAINT pgpulse_samples_1h_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+
+UPDATE alembic_version SET version_num='0009_tier_covering_keys' WHERE alembic_version.version_num = '0008_audit';
+
 COMMIT;
 

@@ -542,5 +542,9 @@ REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
 
 UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
 
+-- Running upgrade 0008_audit -> 0009_tier_covering_keys
+
+UPDATE alembic_version SET version_num='0009_tier_covering_keys' WHERE alembic_version.version_num = '0008_audit';
+
 COMMIT;
 
