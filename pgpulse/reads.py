@@ -121,7 +121,8 @@ def _tier_query(conn, family: str, seg: Segment, step: timedelta, agg: str, key:
                 where: sql.Composable, epoch: bool) -> tuple[sql.Composable, dict[str, object]]:
     """The points of a rolled-up segment: its rows as they are when the step is the
     tier's width (buckets and steps share the origin), else regrouped per step."""
-    rows, params = tier_rows(conn, family, seg.tier, seg.start, seg.end)
+    field = prefix[:-1] if family == "hosts" else None
+    rows, params = tier_rows(conn, family, seg.tier, seg.start, seg.end, field)
     filters = sql.SQL("bucket >= %(start)s AND bucket < %(end)s {}").format(where)
     if step == tiers.tier(seg.tier).width:
         t = _epoch(sql.Identifier("bucket")) if epoch else sql.Identifier("bucket")

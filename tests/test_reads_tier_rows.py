@@ -46,19 +46,23 @@ def mixed(conn):
     return start, end
 
 
+def columns(family: str) -> sql.Composable:
+    names = ["bucket", tiers.FAMILY_KEYS[family]]
+    names += [("" if family == "samples" else "load1_") + c for c in tiers.ROLLUP_COLUMNS]
+    return sql.SQL(", ").join(sql.Identifier(c) for c in names)
+
+
 def view_rows(conn, family: str, tier: str, lo: datetime, hi: datetime) -> list[tuple]:
     rel = tiers.tier(tier).relation(family)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tiers.store_columns(family))
     return conn.execute(sql.SQL("SELECT {} FROM {} WHERE bucket >= %s AND bucket < %s ORDER BY 1, 2").format(
-        cols, sql.Identifier(rel)), (lo, hi)).fetchall()
+        columns(family), sql.Identifier(rel)), (lo, hi)).fetchall()
 
 
 def planned_rows(conn, family: str, tier: str, lo: datetime, hi: datetime) -> list[tuple]:
-    rows, params = tier_rows(conn, family, tier, lo, hi)
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tiers.store_columns(family))
+    rows, params = tier_rows(conn, family, tier, lo, hi, None if family == "samples" else "load1")
     return conn.execute(
-        sql.SQL("SELECT {} FROM {} WHERE bucket >= %(lo)s AND bucket < %(hi)s ORDER BY 1, 2").format(cols, rows),
-        {**params, "lo": lo, "hi": hi}).fetchall()
+        sql.SQL("SELECT {} FROM {} WHERE bucket >= %(lo)s AND bucket < %(hi)s ORDER BY 1, 2").format(
+            columns(family), rows), {**params, "lo": lo, "hi": hi}).fetchall()
 
 
 @pytest.mark.parametrize("family", ["samples", "hosts"])

@@ -7,9 +7,10 @@ so the live part keeps every partition of the raw table until run time and plann
 grows with the number of partitions (~14 ms for a day's query over a month of
 partitions). :func:`tier_rows` reads the watermarks first and gives each part
 constant bounds instead, so the planner prunes partitions and skips a part that
-cannot hold a row of the range. The rows are the view's rows: the same store
-columns, and the live part made by the same registry SQL the rollup jobs use
-(``pgpulse.tiers.rollup_select``), raw -> 5m -> 1h as the views do.
+cannot hold a row of the range. The rows are the view's rows (of the columns a read
+needs): the store's, and the live part made by the registry SQL the rollup runs use
+(``pgpulse.tiers.ROLLUP_FROM_RAW`` and ``ROLLUP_FROM_ROLLUP``), raw -> 5m -> 1h as
+the views do.
 
 In timescale mode the relations are continuous aggregates that TimescaleDB plans
 itself; they are read as they are.
@@ -54,28 +55,51 @@ class _Params:
         return sql.Placeholder(name)
 
 
-def _store_part(family: str, t: tiers.Tier, lo: datetime, hi: datetime, p: _Params) -> sql.Composable:
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in tiers.store_columns(family))
+def _columns(family: str, field: str | None) -> list[str]:
+    """The rolled-up columns a read needs: a sample's five, or one host field's five."""
+    prefix = "" if family == "samples" else f"{field}_"
+    return [prefix + c for c in tiers.ROLLUP_COLUMNS]
+
+
+def _store_part(family: str, t: tiers.Tier, field: str | None, lo: datetime, hi: datetime,
+                p: _Params) -> sql.Composable:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in
+                              ["bucket", tiers.FAMILY_KEYS[family], *_columns(family, field)])
     return sql.SQL("SELECT {cols} FROM {store} WHERE bucket >= {lo} AND bucket < {hi}").format(
         cols=cols, store=_store(family, t), lo=p(lo), hi=p(hi))
 
 
-def _grouped(family: str, t: tiers.Tier, source: sql.Composable, where: sql.Composable) -> sql.Composable:
-    # The registry's text (constants: column names, JSON paths) around composed parts.
-    head, _, _ = tiers.rollup_select(family, t, "{source}").rpartition("FROM {source}")
-    return sql.SQL("{head} FROM {source} {where} GROUP BY 1, 2").format(
-        head=sql.SQL(head), source=source, where=where)
+def _grouped(family: str, t: tiers.Tier, field: str | None, source: sql.Composable,
+             where: sql.Composable) -> sql.Composable:
+    """``t``'s buckets made from the tier below, by the registry's SQL (the rollup
+    runs' own), of the needed columns only: a host row has 65 of them, and planning
+    and computing them all for one chart cost more than reading it."""
+    src = tiers.tier(t.source)
+    time = src.time_column
+    names = _columns(family, field)
+    if src.raw:
+        value = "value" if family == "samples" else tiers.host_value(tiers.HOST_FIELDS[field])
+        exprs = [tiers.ROLLUP_FROM_RAW[c].format(value=value, time=time) for c in tiers.ROLLUP_COLUMNS]
+    else:
+        finer = dict(zip(tiers.ROLLUP_COLUMNS, names, strict=True))
+        exprs = [tiers.ROLLUP_FROM_ROLLUP[c].format(time=time, **finer) for c in tiers.ROLLUP_COLUMNS]
+    # Registry text (constants: column names, JSON paths) composed with identifiers.
+    values = sql.SQL(", ").join(sql.SQL("{} AS {}").format(sql.SQL(e), sql.Identifier(n))
+                                for e, n in zip(exprs, names, strict=True))
+    return sql.SQL("SELECT {bucket} AS bucket, {key}, {values} FROM {source} {where} GROUP BY 1, 2").format(
+        bucket=sql.SQL(tiers.bucket_sql(t, time)), key=sql.Identifier(tiers.FAMILY_KEYS[family]),
+        values=values, source=source, where=where)
 
 
-def _parts(family: str, t: tiers.Tier, lo: datetime, hi: datetime, marks: dict[str, datetime],
-           p: _Params) -> list[sql.Composable]:
+def _parts(family: str, t: tiers.Tier, field: str | None, lo: datetime, hi: datetime,
+           marks: dict[str, datetime], p: _Params) -> list[sql.Composable]:
     """SELECTs whose UNION ALL is ``t``'s rows of ``family`` with lo <= bucket (rows
     from below ``lo``'s bucket may be missing, so the caller filters on lo again) and
     every bucket below ``hi``. Bounds are constants; empty parts are left out."""
     mark = marks[t.relation(family)]
     parts: list[sql.Composable] = []
     if mark > lo:
-        parts.append(_store_part(family, t, lo, min(hi, mark), p))
+        parts.append(_store_part(family, t, field, lo, min(hi, mark), p))
     live_lo = max(lo, mark)
     if live_lo >= hi:
         return parts
@@ -84,12 +108,12 @@ def _parts(family: str, t: tiers.Tier, lo: datetime, hi: datetime, marks: dict[s
     src = tiers.tier(t.source)
     if src.raw:
         where = sql.SQL("WHERE time >= {lo} AND time < {hi}").format(lo=p(live_lo), hi=p(live_hi))
-        parts.append(_grouped(family, t, sql.Identifier(RAW_TABLES[family]), where))
+        parts.append(_grouped(family, t, field, sql.Identifier(RAW_TABLES[family]), where))
     else:
-        finer = _parts(family, src, live_lo, live_hi, marks, p)
+        finer = _parts(family, src, field, live_lo, live_hi, marks, p)
         source = sql.SQL("({}) AS finer").format(sql.SQL(" UNION ALL ").join(finer))
         where = sql.SQL("WHERE bucket >= {lo} AND bucket < {hi}").format(lo=p(live_lo), hi=p(live_hi))
-        parts.append(_grouped(family, t, source, where))
+        parts.append(_grouped(family, t, field, source, where))
     return parts
 
 
@@ -103,20 +127,22 @@ def watermarks(conn: psycopg.Connection) -> dict[str, datetime]:
 
 
 def tier_rows(conn: psycopg.Connection, family: str, tier_name: str, start: datetime,
-              end: datetime) -> tuple[sql.Composable, dict[str, object]]:
+              end: datetime, field: str | None = None) -> tuple[sql.Composable, dict[str, object]]:
     """A FROM item (aliased ``r``) holding the rows of ``tier_name``'s relation of
-    ``family`` ("samples" or "hosts") with bucket in [start, end), possibly with more
-    outside it (filter on bucket), and the parameters it binds."""
+    ``family`` ("samples", or "hosts" with its headline ``field``) with bucket in
+    [start, end), possibly with more outside it (filter on bucket), and the
+    parameters it binds. Its columns: bucket, the key (series_id or host) and the
+    rolled-up columns of the samples, or of ``field`` (``<field>_count``, ...)."""
     t = tiers.tier(tier_name)
     if t.raw:
         raise ValueError("the raw tier has no rolled-up rows")
+    if (family == "hosts") != (field is not None):
+        raise ValueError("a host field is named for host rows, and only for them")
     if _engine(conn) != engine_mode.PORTABLE:
         return sql.SQL("{} AS r").format(sql.Identifier(t.relation(family))), {}
     p = _Params()
-    parts = _parts(family, t, start, end, watermarks(conn), p)
+    parts = _parts(family, t, field, start, end, watermarks(conn), p)
     if not parts:
         # An empty range: a FROM item with the relation's columns and no rows.
-        parts = [sql.SQL("{} LIMIT 0").format(_store_part(family, t, start, start, p))]
+        parts = [sql.SQL("{} LIMIT 0").format(_store_part(family, t, field, start, start, p))]
     return sql.SQL("({}) AS r").format(sql.SQL(" UNION ALL ").join(parts)), p.values
-
-
