@@ -22,7 +22,6 @@ import argparse
 import logging
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,9 +32,8 @@ import requests
 from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _db import bench_database, table  # noqa: E402
-from bench_promql import victoria  # noqa: E402
+from peers import VictoriaMetrics  # noqa: E402
 
 from proxy import close_app, create_app  # noqa: E402
 
@@ -76,6 +74,20 @@ def load_pgpulse(url: str, data, end: datetime) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def load_victoria(data) -> VictoriaMetrics:
+    vm = VictoriaMetrics("-search.disableCache", "-search.latencyOffset=0s")
+    lines = []
+    for key, points in data.items():
+        labels = dict(key)
+        name = labels.pop("__name__")
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        lines.extend(f"{name}{{{text}}} {v!r} {t}" for t, v in points)
+    r = requests.post(f"{vm.url}/api/v1/import/prometheus", data="\n".join(lines) + "\n", timeout=300)
+    r.raise_for_status()
+    vm.flush()
+    return vm
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
@@ -97,9 +109,10 @@ def main() -> int:
          {"query": "avg_over_time(bench_month[1h])", "start": end_s - 30 * DAY, "end": end_s, "step": "1h"}),
     ]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, bench_database("pgpulse_bench_query") as url:
+    with bench_database("pgpulse_bench_query") as url:
         load_pgpulse(url, data, end)
-        vm, vm_url = victoria(Path(tmp), data)
+        vm = load_victoria(data)
+        vm_url = vm.url
         app = create_app({"DATABASE_URL": url, "PGPULSE_AUTH": "off", "LOG_LEVEL": "warning"})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -131,8 +144,7 @@ def main() -> int:
             server.shutdown()
             thread.join(timeout=30)
             close_app(app)
-            vm.terminate()
-            vm.wait(timeout=60)
+            vm.stop()
     print(f"GET /api/query against VictoriaMetrics, {args.runs} rounds interleaved, over HTTP, ms\n")
     print(table(rows, ("query", "tier", "points", "pgpulse p50", "p99", "VM p50", "p99", "ratio")))
     return 0
