@@ -612,5 +612,9 @@ CREATE INDEX etl_rejects_tenant_idx ON etl_rejects (tenant_id, created_at, id);
 
 UPDATE alembic_version SET version_num='0010_tenants' WHERE alembic_version.version_num = '0009_citus';
 
+-- Running upgrade 0010_tenants -> 0011_tier_covering_keys
+
+UPDATE alembic_version SET version_num='0011_tier_covering_keys' WHERE alembic_version.version_num = '0010_tenants';
+
 COMMIT;
 
