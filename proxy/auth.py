@@ -42,6 +42,8 @@ KEY_PARAMS = frozenset({"api_key", "apikey", "api-key", "key", "token", "access_
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEFAULT_TENANT = "default"
+
 
 # -- requests ----------------------------------------------------------------------
 
@@ -136,6 +138,13 @@ def authenticate(scope: str) -> None:
         raise ApiError(403, f"this API key lacks the {scope!r} scope", required_scope=scope,
                        key_scopes=sorted(scopes))
     g.api_key_id = key_id
+
+
+def request_tenant() -> str:
+    """The tenant of the current request: whose data it reads and writes, and whose
+    quotas and limits it counts against. Tenant ids are text slugs; a single-user
+    install has one tenant, 'default'."""
+    return DEFAULT_TENANT
 
 
 def actor() -> Actor:

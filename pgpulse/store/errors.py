@@ -37,3 +37,7 @@ class UnknownKey(StoreError):
 
 class IdempotencyConflict(StoreError):
     """An idempotency key already used with a different request body."""
+
+
+class QuotaExceeded(StoreError):
+    """A batch would take a tenant past its monthly quota of stored samples."""

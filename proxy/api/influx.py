@@ -37,7 +37,7 @@ from pgpulse.store import samples
 from pgpulse.store.batch import PG_EPOCH_US
 from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.openapi import param
 from proxy.auth import require_scope
 from proxy.body import raw_body
@@ -155,6 +155,7 @@ def _write(precisions: tuple[str, ...]) -> Response:
         try:
             with st.connection() as conn:
                 written, learned = samples.write_batch(conn, batch, series_limits, cache)
+                quota.charge(conn, written)
         except CardinalityExceeded:
             metrics.SAMPLES_REJECTED.labels("cardinality").inc(len(batch.rows))
             raise

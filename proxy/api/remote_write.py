@@ -25,7 +25,7 @@ from pgpulse.store import metadata, samples
 from pgpulse.store.batch import PG_EPOCH_US, Window, cache_key
 from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.ingest import gc_paused
 from proxy.api.openapi import AUTH_ERRORS, errors, param
 from proxy.auth import require_scope
@@ -102,6 +102,7 @@ def write() -> Response:
                     names = remote_write.families_of(batch)
                     remote_write.apply_hints(batch, metadata.types(conn, names) if new else {})
                 written, learned = samples.write_batch(conn, batch, limits, cache)
+                quota.charge(conn, written)
         except CardinalityExceeded as exc:
             metrics.SAMPLES_REJECTED.labels("cardinality").inc(decoded.samples)
             raise ApiError(429, exc.message, headers={"Retry-After": str(RETRY_AFTER_S)},
