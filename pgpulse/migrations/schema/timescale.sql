@@ -542,5 +542,20 @@ REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
 
 UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
 
+-- Running upgrade 0008_audit -> 0009_usage
+
+CREATE TABLE usage_monthly (
+            tenant text NOT NULL,
+            month date NOT NULL CHECK (month = date_trunc('month', month)::date),
+            samples bigint NOT NULL DEFAULT 0 CHECK (samples >= 0),
+            PRIMARY KEY (tenant, month)
+        );
+
+GRANT SELECT, INSERT, UPDATE ON usage_monthly TO pgpulse_writer;
+
+GRANT SELECT ON usage_monthly TO pgpulse_reader;
+
+UPDATE alembic_version SET version_num='0009_usage' WHERE alembic_version.version_num = '0008_audit';
+
 COMMIT;
 
