@@ -288,7 +288,8 @@ OPENAPI = {
                          "PROXY_MAX_SAMPLES_PER_REQUEST (not retried)"),
             "415": _fail("Content-Type other than application/x-protobuf or application/json, "
                          "or a Content-Encoding other than gzip"),
-            "429": _fail("The series limit is reached (retried after Retry-After)"),
+            "429": _fail("The series limit is reached, or the batch would pass the monthly "
+                         "sample quota: nothing written (retried after Retry-After)"),
             "503": _fail("The database is unreachable (retried after Retry-After)"),
         },
     }},

@@ -143,7 +143,9 @@ OPENAPI = {
                                    "names them. Prometheus does not retry.", "content": _ERROR},
             "415": {"description": "Wrong Content-Encoding, Content-Type or remote write version",
                     "content": _ERROR},
-            "429": {"description": "A series limit was reached (Retry-After)", "content": _ERROR},
+            "429": {"description": "A series limit was reached, or the batch would pass the "
+                                   "monthly sample quota: nothing written (Retry-After)",
+                    "content": _ERROR},
         },
     }},
 }
