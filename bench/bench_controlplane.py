@@ -105,8 +105,10 @@ def ingest_round(app, headers: dict, clients: int, batches: int, round_: int) ->
 
 def bench_ingest(url: str, key: str, args) -> list[tuple]:
     ms = modes(url, key)
+    # Rounds are 6 hours apart (bench_ingest.make_bodies): a window of 14 days holds them.
     apps = {m: create_app({"DATABASE_URL": url, "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000",
-                           **config}) for m, (config, _) in ms.items()}
+                           "PROXY_MAX_SAMPLE_AGE_SECONDS": str(14 * 86400), **config})
+            for m, (config, _) in ms.items()}
     rates: dict[str, list[float]] = {m: [] for m in ms}
     try:
         for m, app in apps.items():  # warm-up: series created, caches filled
@@ -128,10 +130,10 @@ def bench_ingest(url: str, key: str, args) -> list[tuple]:
 
 def bench_store(url: str, args) -> list[tuple]:
     """write_batch + commit, with and without usage.charge, alternating, one connection."""
-    limits = Limits(series.SeriesLimits(), 30 * 86400, 600)
+    limits = Limits(series.SeriesLimits(), 14 * 86400, 600)
     now_us = time.time_ns() // 1000 - 946_684_800 * 1_000_000
     rates: dict[str, list[float]] = {"store write": [], "store write + quota charge": []}
-    round_ = 14  # after the ingest rounds' times (rounds are 6 hours apart)
+    round_ = args.repeat * 3  # after the ingest rounds' times
     cache = series.SeriesCache()
     with psycopg.connect(url) as conn:
         for _ in range(args.repeat * 2):

@@ -78,7 +78,8 @@ def reset_time(month: date) -> datetime:
 
 def charge(conn: psycopg.Connection, tenant: str, n: int, default_quota: int) -> int:
     """Count ``n`` samples stored for ``tenant`` this month, in the caller's
-    transaction; returns the month's new total. Raises :class:`QuotaExceeded` when
+    transaction; returns the month's new total (0 when ``n`` is 0: a batch that stored
+    nothing takes no lock and counts nothing). Raises :class:`QuotaExceeded` when
     the total would pass the tenant's quota (nothing counted; the caller's
     transaction must roll back so its samples go too)."""
     if n <= 0:
