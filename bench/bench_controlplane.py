@@ -11,7 +11,8 @@ alternating in one run.
   out. "On": an API key checked on every request, the ingest rate limits counted
   (process memory; Redis too when one answers, as bench_ratelimit.py), a monthly
   quota (10^12, never reached) charged in each batch's transaction, the clients all
-  of one tenant (so they queue on its usage row at commit).
+  of one tenant (so they queue on its usage row at commit). "Quota only": auth and
+  rate limits off, the quota charged.
 * store: the quota's SQL alone: one connection, write_batch and commit, with and
   without usage.charge in the transaction.
 * query: GET /api/query of 1 h of one series (raw tier), median and p99 server time,
@@ -67,7 +68,8 @@ def quota_left_out(off: bool) -> Iterator[None]:
 def modes(url: str, key: str) -> dict[str, tuple[dict, dict]]:
     """mode -> (app config, request headers)."""
     auth = {"Authorization": f"Bearer {key}"}
-    out = {"off": (OFF, {}), "on, limits in memory": (ON, auth)}
+    out = {"off": (OFF, {}), "quota only": ({**OFF, "PGPULSE_MONTHLY_SAMPLE_QUOTA": str(QUOTA)}, {}),
+           "on, limits in memory": (ON, auth)}
     found = redis_url()
     if found:
         out["on, limits in Redis"] = ({**ON, "REDIS_URL": found,
@@ -133,7 +135,7 @@ def bench_store(url: str, args) -> list[tuple]:
     limits = Limits(series.SeriesLimits(), 14 * 86400, 600)
     now_us = time.time_ns() // 1000 - 946_684_800 * 1_000_000
     rates: dict[str, list[float]] = {"store write": [], "store write + quota charge": []}
-    round_ = args.repeat * 3  # after the ingest rounds' times
+    round_ = args.repeat * 4  # after the ingest rounds' times
     cache = series.SeriesCache()
     with psycopg.connect(url) as conn:
         for _ in range(args.repeat * 2):
