@@ -151,6 +151,13 @@ class CoreSettings:
         "Longest label value, in characters.",
         parse=config.as_int(1), accepts="integer >= 1",
     )
+    monthly_sample_quota: int = setting(
+        "PGPULSE_MONTHLY_SAMPLE_QUOTA", 0,
+        "Samples each tenant may store per calendar month (UTC), on every ingest "
+        "endpoint together; a batch that would pass it is refused whole (429) until the "
+        "month ends. 0: unlimited. A tenant's own quota, when set, overrides it.",
+        parse=config.as_int(0), accepts="integer >= 0 (0: unlimited)",
+    )
 
     def check(self) -> None:
         """Rules between settings, checked once at start."""

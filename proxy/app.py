@@ -57,6 +57,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.export",
     "proxy.api.sync",
     "proxy.api.admin",
+    "proxy.api.usage",
     "proxy.api.status",
     "proxy.api.openapi",
     "proxy.api.console",

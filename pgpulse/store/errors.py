@@ -49,3 +49,7 @@ class TenantExists(StoreError):
 
 class TenantInUse(StoreError):
     """A tenant that still owns keys or data cannot be deleted."""
+
+
+class QuotaExceeded(StoreError):
+    """A batch would take a tenant past its monthly quota of stored samples."""

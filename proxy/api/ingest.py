@@ -23,7 +23,7 @@ from pgpulse.store import idempotency, samples, snapshots
 from pgpulse.store.batch import PG_EPOCH_US, Batch
 from pgpulse.store.errors import CardinalityExceeded, InvalidSample, TypeConflict
 from pgpulse.store.series import SeriesCache, SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.openapi import (
     AUTH_ERRORS,
     IDEMPOTENCY_KEY,
@@ -151,6 +151,7 @@ def ingest() -> Response:
                     return json_response(stored, status, headers={"Idempotent-Replayed": "true"})
             written, learned = samples.write_batch(conn, batch, series_limits, cache,
                                                    tenant=request_tenant())
+            quota.charge(conn, written)
             body = {"accepted": written, "series": len(batch.keys)}
             if idem:
                 idempotency.remember(conn, idem, digest, 200, body, settings.idempotency_ttl_s)
@@ -174,6 +175,7 @@ def ingest_snapshots() -> Response:
     if items:
         with st.connection() as conn:
             inserted = snapshots.write(conn, items, window, tenant=request_tenant())
+            quota.charge(conn, inserted)
     metrics.SNAPSHOTS_INGESTED.inc(inserted)
     return json_response({"accepted": len(items), "inserted": inserted,
                           "duplicates": len(items) - inserted})

@@ -1005,5 +1005,20 @@ ALTER TABLE pgpulse_samples_1h_store DROP CONSTRAINT pgpulse_samples_1h_store_pk
 
 UPDATE alembic_version SET version_num='0011_tier_covering_keys' WHERE alembic_version.version_num = '0010_tenants';
 
+-- Running upgrade 0011_tier_covering_keys -> 0012_usage
+
+CREATE TABLE usage_monthly (
+            tenant text NOT NULL,
+            month date NOT NULL CHECK (month = date_trunc('month', month)::date),
+            samples bigint NOT NULL DEFAULT 0 CHECK (samples >= 0),
+            PRIMARY KEY (tenant, month)
+        );
+
+GRANT SELECT, INSERT, UPDATE ON usage_monthly TO pgpulse_writer;
+
+GRANT SELECT ON usage_monthly TO pgpulse_reader;
+
+UPDATE alembic_version SET version_num='0012_usage' WHERE alembic_version.version_num = '0011_tier_covering_keys';
+
 COMMIT;
 
