@@ -17,7 +17,7 @@ from test_ratelimit_protocols import PROTOCOLS, post
 
 from pgpulse.config import SettingsError
 from pgpulse.settings import load_core
-from pgpulse.store import usage
+from pgpulse.store import tenants, usage
 from pgpulse.store.errors import QuotaExceeded
 
 DEADLINE = 60  # seconds: generous, for a busy machine
@@ -245,3 +245,23 @@ def test_reset_time_is_the_first_of_the_next_month():
     from datetime import date
     assert usage.reset_time(date(2026, 12, 1)) == datetime(2027, 1, 1, tzinfo=UTC)
     assert usage.reset_time(date(2026, 2, 1)) == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+# -- a tenant's own quota ---------------------------------------------------------------
+
+
+def test_a_tenants_own_quota_overrides_the_setting(make_app, db_url):
+    with psycopg.connect(db_url) as conn:
+        tenants.create(conn, "small", monthly_sample_quota=2)
+        tenants.create(conn, "free", monthly_sample_quota=0)
+    client = make_app(**NO_LIMITS, PGPULSE_MONTHLY_SAMPLE_QUOTA="3").test_client()
+    batch = {"metrics": [sample(i=str(k)) for k in range(3)]}
+    refused = assert_error(client.post("/api/ingest", json=batch, headers={"X-Scope-OrgID": "small"}), 429)
+    assert (refused["tenant"], refused["quota"], refused["batch"]) == ("small", 2, 3)
+    # 0 on the tenant is unlimited, as it is for the setting.
+    for _ in range(2):
+        assert client.post("/api/ingest", json=batch, headers={"X-Scope-OrgID": "free"}).status_code == 200
+    # The default tenant has no quota of its own: the setting's 3 holds.
+    assert client.post("/api/ingest", json=batch).status_code == 200
+    assert_error(client.post("/api/ingest", json={"metrics": [sample(i="x")]}), 429)
+    assert (used(db_url, "small"), used(db_url, "free"), used(db_url, "default")) == (0, 6, 3)
