@@ -127,7 +127,7 @@ def main() -> None:
         tiers.refresh(url, settings, backfill=True)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
-        prom = Prometheus(Path(tmp), data)
+        prom = Prometheus(Path(tmp), data, backfill_timeout_s=3600)  # 30 days: 360 blocks
         vm, vm_url = victoria(Path(tmp), data)
         app = create_app({"DATABASE_URL": url, "PGPULSE_AUTH": "off", **RETENTION})
         server = make_server("127.0.0.1", 0, app, threaded=True)
