@@ -191,4 +191,5 @@ def test_the_api_names_the_tiers_in_a_header_and_infos(loaded: str, make_app) ->
     off = make_app(DATABASE_URL=loaded, PROXY_PROMQL_TIERS="off").test_client()
     r2 = off.get("/api/v1/query_range", query_string=params)
     assert r2.headers["X-Pgpulse-Tiers"] == "raw"
+    assert "infos" not in r2.get_json()
     assert r2.get_json()["data"] == r.get_json()["data"]

@@ -40,7 +40,11 @@ class Result:
 
     @property
     def infos(self) -> list[str]:
-        """One line per read: which tier served which selector."""
+        """One line per read, which tier served which selector, when a tier other than
+        raw served any: an all-raw answer keeps Prometheus's own envelope (the header
+        still says raw)."""
+        if all(tier == "raw" for tier, _what in self.sources):
+            return []
         return [f"{what} served by the {tier} tier" for tier, what in self.sources]
 
     def data(self) -> dict[str, Any]:
