@@ -13,7 +13,7 @@ pgpulse's answer (its X-Pgpulse-Tiers header) and whether its answer equals
 Prometheus's (same series and timestamps, values within 1e-9 relative). The target is
 at most 2x either peer, and at or below them where the tiers answer.
 
-Run: .venv/bin/python bench/bench_promql.py [rounds]   (default 20)
+Run: .venv/bin/python bench/bench_promql.py [rounds] [days]   (default 20 rounds, 30 days)
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from pgpulse.settings import load_core  # noqa: E402
 from proxy import close_app, create_app  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+# Days of the long series (30 by default): Prometheus's backfill of 30 days writes 361
+# blocks, which takes the better part of an hour on a busy 2-core machine.
+DAYS = int(sys.argv[2]) if len(sys.argv) > 2 else 30
 VICTORIA = "/usr/bin/victoria-metrics"
 S, M, H, D = 1000, 60_000, 3_600_000, 86_400_000
 END = (int(time.time() * 1000) // H - 1) * H  # the data's end: a whole hour in the past
@@ -58,7 +61,7 @@ def generate() -> DataSet:
     data: DataSet = {}
     value = 20.0
     points = []
-    for t in range(END - 30 * D, END, 10 * S):
+    for t in range(END - DAYS * D, END, 10 * S):
         value += rng.gauss(0, 0.3)
         points.append((t, round(value, 4)))
     data[_key("bench_temperature", sensor="s0")] = points
@@ -78,9 +81,10 @@ def generate() -> DataSet:
 QUERIES = [
     ("one series, 24 h raw at 10 s", 'bench_temperature{sensor="s0"}', END - D, END, 10),
     ("100 series sum by, 24 h at 5 min", "sum by (job) (bench_queue_depth)", END - D, END, 300),
-    ("one series, 30 days at 1 h", 'bench_temperature{sensor="s0"}', END - 30 * D + H, END, 3600),
-    ("max_over_time [1h], 30 days at 1 h", 'max_over_time(bench_temperature{sensor="s0"}[1h])',
-     END - 30 * D + H, END, 3600),
+    (f"one series, {DAYS} days at 1 h", 'bench_temperature{sensor="s0"}', END - DAYS * D + H, END,
+     3600),
+    (f"max_over_time [1h], {DAYS} days at 1 h", 'max_over_time(bench_temperature{sensor="s0"}[1h])',
+     END - DAYS * D + H, END, 3600),
     ("avg_over_time [5m] of 100, 24 h at 5 min", "avg_over_time(bench_queue_depth[5m])",
      END - D + 5 * M, END, 300),
     ("rate [5m] of 1,000 counters, 1 h at 1 min", "rate(bench_requests_total[5m])",
