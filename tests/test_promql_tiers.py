@@ -2,8 +2,9 @@
 
 The data has samples exactly on bucket boundaries and a fraction of a millisecond
 either side of them, gaps longer than the lookback, staleness markers, a NaN and an
-infinity, and counters with resets. Part of it is rolled up (a refresh) and part is
-newer than the watermark (the views' live part). Every expression runs with the
+infinity, and counters with resets. Part of it is rolled up (a refresh), part written late
+and taken in by the next refresh, and part newer than the watermark (the views'
+live part). Every expression runs with the
 tiers (``PROXY_PROMQL_TIERS`` on) and without, as range queries at aligned and
 unaligned steps and as instant queries; answers must be equal (same series, labels
 and timestamps; values within 1e-9 relative, the tier summing per-bucket sums in
@@ -90,12 +91,16 @@ def loaded(module_db_url: str, tmp_path_factory) -> str:
     settings = load_core({}, database_url=module_db_url, data_dir=tmp_path_factory.mktemp("state"))
     tiers.refresh(module_db_url, settings, backfill=True)
     # Hours older than the rollups' watermark, written late and taken in by the next
-    # refresh; and the minutes since the watermark, which the views add from raw.
+    # refresh; then 20 minutes from the next 5-minute boundary on, newer than any
+    # watermark that refresh can set, which the views add from raw.
+    now = int(datetime.now(UTC).timestamp() * 1000)
     with psycopg.connect(module_db_url) as conn:
-        _write(conn, BASE + 20 * H, NOW - NOW % (10 * S))
+        _write(conn, BASE + 20 * H, now - now % (10 * S))
     tiers.refresh(module_db_url, settings, backfill=True)
+    after = int(datetime.now(UTC).timestamp() * 1000)
+    live = after - after % (5 * M) + 5 * M
     with psycopg.connect(module_db_url) as conn:
-        _write(conn, NOW - NOW % (10 * S), int(datetime.now(UTC).timestamp() * 1000))
+        _write(conn, live, live + 20 * M)
     return module_db_url
 
 
@@ -119,7 +124,7 @@ EXPRESSIONS = [
 RANGES = [
     (BASE + H, BASE + SPAN + H, H),
     (BASE + 2 * H, BASE + 8 * H, 5 * M),
-    (NOW - NOW % (5 * M) - 6 * H, NOW - NOW % (5 * M) + 10 * M, 5 * M),
+    (NOW - NOW % (5 * M) - 6 * H, NOW - NOW % (5 * M) + 3 * H, 5 * M),  # the live part too
     (BASE + 3 * H, BASE + 27 * H, 15 * M),
     (BASE + 2 * H + 17 * S, BASE + 8 * H, 5 * M),
 ]
