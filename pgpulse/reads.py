@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pgpulse import tiers
-from pgpulse.promrate import US_PER_S, rates, window_ends
+from pgpulse.promql import native
 from pgpulse.store.tier_reads import tier_rows
 from pgpulse.tiers import AGGREGATES, EPOCH, HOST_FIELDS, Retention
 
@@ -26,6 +26,7 @@ __all__ = ["AGGREGATES", "ReadError", "ReadResult", "Segment", "plan", "read_hos
 
 HOUR = timedelta(hours=1)
 MICROSECOND = timedelta(microseconds=1)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 class ReadError(ValueError):
@@ -138,37 +139,24 @@ def _tier_query(conn, family: str, seg: Segment, step: timedelta, agg: str, key:
 
 def _read_rate(conn: psycopg.Connection, series_ids: Sequence[int], start: datetime, end: datetime,
                step: timedelta, epoch: bool) -> ReadResult:
-    """Counter rate of ``series_ids``, always from raw samples (see pgpulse.promrate).
+    """Counter rate of ``series_ids``: PromQL's ``rate(x[step])`` at every multiple of
+    ``step`` in [start, end], as the PromQL engine evaluates it (windows
+    ``[T - step, T]``, millisecond times; :mod:`pgpulse.promql.native`).
 
     The rollups keep count, sum, min, max and last per bucket: not the first sample,
     its time, nor the resets inside a bucket, which a rate needs. So whatever the
     step, the rate is computed from the raw samples, and never differs from raw.
-    Points are at the multiples of ``step`` in [start, end]; each covers
-    (T - step, T]. Past the raw retention there is nothing to read, so no points.
+    Past the raw retention there is nothing to read, so no points.
     """
     step_us = step // MICROSECOND
-    if step_us == 0:
-        raise ReadError("a rate's step must be at least a microsecond")
-    ends = window_ends((start - EPOCH) // MICROSECOND, (end - EPOCH) // MICROSECOND, step_us)
-    points: dict[object, list[tuple[datetime, float]]] = {}
-    if ends is not None and series_ids:
-        first, last = ends
-        rows = conn.execute(
-            # Integer microseconds: exact window membership, and cheap to load.
-            "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint, value FROM samples "
-            "WHERE series_id = ANY(%(ids)s) AND time > %(lo)s AND time <= %(hi)s "
-            "ORDER BY series_id, time",
-            {"ids": list(series_ids), "lo": EPOCH + (first - step_us) * MICROSECOND,
-             "hi": EPOCH + last * MICROSECOND},
-            binary=True,
-        ).fetchall()
-        by_series: dict[int, list[tuple[int, float]]] = {}
-        for sid, t, v in rows:
-            by_series.setdefault(sid, []).append((t, v))
-        for sid, samples in by_series.items():
-            found = rates(samples, step_us, first, last)
-            if found:
-                points[sid] = [(t / US_PER_S if epoch else EPOCH + t * MICROSECOND, r) for t, r in found]
+    if step_us <= 0 or step_us % 1000:
+        raise ReadError("a rate's step must be a whole number of milliseconds")
+    start_ms = -(-((start - EPOCH) // MICROSECOND) // 1000)
+    end_ms = ((end - EPOCH) // MICROSECOND) // 1000
+    found = native.per_step(conn, "rate", series_ids, start_ms, end_ms, step_us // 1000)
+    points: dict[object, list[tuple[datetime, float]]] = {
+        sid: [(t / 1000 if epoch else EPOCH + t * MILLISECOND, v) for t, v in values]
+        for sid, values in found.items()}
     return ReadResult("raw", [Segment("raw", start, end)], points)
 
 
@@ -210,8 +198,8 @@ def read_series(
     With ``epoch`` the points' times are Unix seconds (floats) instead of datetimes,
     computed by the database: what an API that answers in JSON wants, for less work.
 
-    ``rate`` is the exception to buckets and tiers: Prometheus's ``rate(x[step])`` at
-    each multiple of ``step`` in [start, end], from raw samples (:func:`_read_rate`).
+    ``rate`` is the exception to buckets and tiers: PromQL's ``rate(x[step])`` at each
+    multiple of ``step`` in [start, end], from raw samples (:func:`_read_rate`).
     """
     _check(agg, step, start, end)
     if agg == "rate":

@@ -140,6 +140,12 @@ class ProxySettings:
         "Most series a selector may match in a query, export or discovery answer.",
         parse=config.as_int(1), accepts="integer >= 1",
     )
+    promql_tiers: bool = setting(
+        "PROXY_PROMQL_TIERS", True,
+        "Answer PromQL from the 5m and 1h tiers where their buckets line up with the query's "
+        "windows and give the raw answer (docs/api.md); off reads raw samples always.",
+        parse=config.as_bool, accepts="on, off",
+    )
     max_read_samples: int = setting(
         "PROXY_MAX_READ_SAMPLES", 5_000_000,
         "Most samples (staleness markers included) one Prometheus remote-read request may "

@@ -161,14 +161,15 @@ def free_port() -> int:
 class Prometheus:
     """Debian's Prometheus over blocks backfilled from an OpenMetrics file."""
 
-    def __init__(self, workdir: Path, data: DataSet) -> None:
+    def __init__(self, workdir: Path, data: DataSet, backfill_timeout_s: float = 600) -> None:
         self.workdir = workdir
         source = workdir / "data.om"
         write_openmetrics(data, source)
         self.tsdb = workdir / "tsdb"
         self.tsdb.mkdir()
         done = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source),
-                               str(self.tsdb)], capture_output=True, text=True, timeout=600)
+                               str(self.tsdb)], capture_output=True, text=True,
+                              timeout=backfill_timeout_s)
         assert done.returncode == 0, done.stdout + done.stderr
         config = workdir / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 1m\n  evaluation_interval: 1m\n")

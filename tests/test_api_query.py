@@ -327,3 +327,29 @@ def test_misspelt_parameter_is_a_400_not_the_default(loaded):
     body = assert_error(q(client, query="cpu_temp", start=base, end=base + 600, stpe="5m"), 400)
     assert body["parameter"] == "stpe" and "step" in body["known"]
     assert "'stpe'" in body["error"] and "step" in body["error"]
+
+
+@pytest.mark.parametrize("step", [60, 300])
+def test_rate_is_promql_rate_over_the_step(client, step):
+    """agg=rate is PromQL's rate(x[step]) at each multiple of the step: samples exactly
+    on the grid count in both windows they close and open ([T - step, T]), a counter
+    starting near zero is clamped at its zero point, resets and gaps as PromQL."""
+    base = (int(time.time()) // HOUR - 2) * HOUR
+    on_grid = [(base + t, 2.0 + 0.5 * t) for t in range(0, 1800, 30)]  # every 60 s on the grid
+    on_grid += [(base + t, 0.25 * (t - 1800)) for t in range(1800, 3600, 20)]  # a reset at 1800
+    jitter = [(base + t + 0.125, 3.0 + t) for t in range(0, 1200, 15)]
+    jitter += [(base + t + 0.125, 3.0 + t) for t in range(2400, 3600, 15)]  # a 20-minute gap
+    ingest_at(client, "grid_total", {"k": "grid"}, on_grid)
+    ingest_at(client, "grid_total", {"k": "jitter"}, jitter)
+    native = q(client, query="grid_total", start=base, end=base + HOUR, step=f"{step}s", agg="rate")
+    assert native.status_code == 200, native.json
+    promql = client.get("/api/v1/query_range", query_string={
+        "query": f"rate(grid_total[{step}s])", "start": base, "end": base + HOUR, "step": step})
+    assert promql.status_code == 200, promql.json
+    expected = {s["metric"]["k"]: [(t, float(v)) for t, v in s["values"]]
+                for s in promql.json["data"]["result"]}
+    got = {s["labels"]["k"]: [(t, v) for t, v in s["points"]] for s in native.json["series"]}
+    assert sorted(got) == sorted(expected) == ["grid", "jitter"]
+    for k, points in expected.items():
+        assert [t for t, _ in got[k]] == [t for t, _ in points], k
+        assert [v for _, v in got[k]] == pytest.approx([v for _, v in points], rel=1e-12), k

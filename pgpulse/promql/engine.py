@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import promql_parser as pp
 
-from pgpulse.promql import aggregations, binops, functions
+from pgpulse.promql import aggregations, binops, functions, tiered
 from pgpulse.promql.errors import BadQuery, ExecutionError, QueryTimeout, Unsupported
 from pgpulse.promql.selection import Reader, instant, ranged, sample_times
 from pgpulse.promql.values import (
@@ -147,8 +147,10 @@ class Evaluator:
     """Evaluates one query: the parsed expression at ``times`` (ms)."""
 
     def __init__(self, reader: Reader, start_ms: int, end_ms: int, deadline: float,
-                 lookback_ms: int = LOOKBACK_MS, subquery_step_ms: int = SUBQUERY_STEP_MS) -> None:
+                 lookback_ms: int = LOOKBACK_MS, subquery_step_ms: int = SUBQUERY_STEP_MS,
+                 tiers: bool = True) -> None:
         self.reader = reader
+        self.tiers = tiers
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.deadline = deadline
@@ -191,6 +193,10 @@ class Evaluator:
             return self.negate(self.eval(node.expr, ctx), ctx)
         if isinstance(node, pp.VectorSelector):
             refs = self.refs(ctx, node.at, node.offset)
+            if self.tiers:
+                served = tiered.instant_selector(self.reader, node, refs, self.lookback_ms)
+                if served is not None:
+                    return served
             loaded = self.reader.load(node, min(refs) - self.lookback_ms, max(refs))
             return instant(loaded, refs, self.lookback_ms)
         if isinstance(node, pp.MatrixSelector):
@@ -328,7 +334,14 @@ class Evaluator:
     def range_call(self, name: str, args: list[pp.Expr], ctx: Ctx) -> list[Series]:
         index = functions.RANGE_ARG.get(name, 0)
         scalars = [self.scalar(a, ctx) for i, a in enumerate(args) if i != index]
-        value = self.eval(args[index], ctx)
+        arg = args[index]
+        if self.tiers and isinstance(arg, pp.MatrixSelector):
+            vs = arg.vector_selector
+            served = tiered.range_function(self.reader, name, arg, self.refs(ctx, vs.at, vs.offset),
+                                           ms(arg.range))
+            if served is not None:
+                return served
+        value = self.eval(arg, ctx)
         if not isinstance(value, RangeValue):
             raise BadQuery(f"expected a range vector in {name}(), got {value_type(args[index])}")
         fn = functions.RANGE_FUNCTIONS[name]

@@ -22,6 +22,7 @@ class Limits:
     max_series: int = 10_000  # series one selector may match
     max_samples: int = 5_000_000  # samples one query may load
     max_points: int = 1_000_000  # points one answer may hold
+    tiers: bool = True  # answer from the 5m and 1h tiers where they equal raw (PROXY_PROMQL_TIERS)
 
 
 @dataclasses.dataclass
@@ -29,6 +30,22 @@ class Result:
     result_type: str
     result: Any
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # (tier, expression) of every read: "raw", "5m" or "1h", and what it served.
+    sources: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    @property
+    def tiers(self) -> list[str]:
+        """The tiers that served the answer, each once, finest first."""
+        return [t for t in ("raw", "5m", "1h") if any(s[0] == t for s in self.sources)]
+
+    @property
+    def infos(self) -> list[str]:
+        """One line per read, which tier served which selector, when a tier other than
+        raw served any: an all-raw answer keeps Prometheus's own envelope (the header
+        still says raw)."""
+        if all(tier == "raw" for tier, _what in self.sources):
+            return []
+        return [f"{what} served by the {tier} tier" for tier, what in self.sources]
 
     def data(self) -> dict[str, Any]:
         return {"resultType": self.result_type, "result": self.result}
@@ -39,7 +56,7 @@ def _evaluator(conn: psycopg.Connection, start_ms: int, end_ms: int, limits: Lim
     deadline = time.monotonic() + limits.timeout_s
     limit_statements(conn, int(limits.timeout_s * 1000))
     evaluator = Evaluator(Reader(conn, limits.max_series, limits.max_samples, lambda: None, tenant=tenant),
-                          start_ms, end_ms, deadline)
+                          start_ms, end_ms, deadline, tiers=limits.tiers)
     evaluator.reader.check = evaluator.check
     return evaluator
 
@@ -54,7 +71,12 @@ def instant_query(conn: psycopg.Connection, text: str, at_ms: int, limits: Limit
     string or matrix."""
     expr = parse(text)
     evaluator = _evaluator(conn, at_ms, at_ms, limits, tenant)
-    value = evaluator.eval(expr, Ctx([at_ms]))
+    result = _instant(evaluator.eval(expr, Ctx([at_ms])), at_ms, limits)
+    result.sources = evaluator.reader.sources
+    return result
+
+
+def _instant(value: object, at_ms: int, limits: Limits) -> Result:
     t = format_time(at_ms)
     if isinstance(value, Scalar):
         return Result("scalar", [t, format_value(value.values[0])])
@@ -89,6 +111,7 @@ def range_query(conn: psycopg.Connection, text: str, start_ms: int, end_ms: int,
     times = list(range(start_ms, end_ms + 1, step_ms))
     evaluator = _evaluator(conn, start_ms, end_ms, limits, tenant)
     value = evaluator.eval(expr, Ctx(times))
+    sources = evaluator.reader.sources
     if isinstance(value, Scalar):
         series = [((), list(value.values))]
     else:
@@ -103,7 +126,7 @@ def range_query(conn: psycopg.Connection, text: str, start_ms: int, end_ms: int,
             total += len(points)
             out.append({"metric": _metric(labels), "values": points})
     _check_points(total, limits)
-    return Result("matrix", out)
+    return Result("matrix", out, sources=sources)
 
 
 def _check_points(points: int, limits: Limits) -> None:

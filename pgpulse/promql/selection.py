@@ -54,21 +54,43 @@ class Reader:
         self.max_samples = max_samples
         self.samples = 0
         self.check = check
+        # (tier, expression) of every read, in order: what the answer says served it.
+        self.sources: list[tuple[str, str]] = []
 
-    def load(self, node: pp.VectorSelector, start_ms: int, end_ms: int) -> list[Loaded]:
-        """Series ``node`` matches, with their samples and markers in [start_ms, end_ms]."""
+    def find(self, node: pp.VectorSelector) -> list[tuple]:
+        """The series ``node`` matches: (id, name, labels, type) rows."""
         found = find_series(self.conn, to_selector(node), self.max_series, tenant=self.tenant)
         if len(found) > self.max_series:
             raise ExecutionError(f"the selector {node} matches more than {self.max_series} series "
                                  "(PROXY_MAX_QUERY_SERIES)")
-        ids = [row[0] for row in found]
-        points = sample_reads.read_samples(self.conn, ids, start_ms, end_ms)
-        markers = sample_reads.read_markers(self.conn, ids, start_ms, end_ms)
-        self.samples += sum(len(t) for t, _ in points.values())
+        return found
+
+    def count(self, samples: int) -> None:
+        """Counts ``samples`` (or tier buckets) read against the query's limit."""
+        self.samples += samples
         if self.samples > self.max_samples:
             raise ExecutionError("query processing would load too many samples into memory "
                                  f"(more than {self.max_samples})")
         self.check()
+
+    def served(self, tier: str, what: str) -> None:
+        """Notes that ``tier`` served ``what`` (an expression), once."""
+        entry = (tier, what)
+        if entry not in self.sources:
+            self.sources.append(entry)
+
+    def load(self, node: pp.VectorSelector, start_ms: int, end_ms: int) -> list[Loaded]:
+        """Series ``node`` matches, with their samples and markers in [start_ms, end_ms]."""
+        self.served("raw", str(node))
+        return self.load_found(self.find(node), start_ms, end_ms)
+
+    def load_found(self, found: list[tuple], start_ms: int, end_ms: int) -> list[Loaded]:
+        """The series ``found`` (rows of :meth:`find`) with their samples and markers in
+        [start_ms, end_ms]."""
+        ids = [row[0] for row in found]
+        points = sample_reads.read_samples(self.conn, ids, start_ms, end_ms)
+        markers = sample_reads.read_markers(self.conn, ids, start_ms, end_ms)
+        self.count(sum(len(t) for t, _ in points.values()))
         out = []
         for sid, name, labels, _type in found:
             times, values = points.get(sid, ([], []))

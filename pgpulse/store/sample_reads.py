@@ -70,6 +70,10 @@ def limit_statements(conn: psycopg.Connection, timeout_ms: int) -> None:
     """Bound every statement of the caller's transaction to ``timeout_ms`` (a query's
     own timeout, when shorter than the server's)."""
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(max(1, timeout_ms)),))
+    # No JIT: a query's statements are index probes (series ids against a time range,
+    # or against instants) whose row estimates are far too high, which made PostgreSQL
+    # compile them: seconds of compiling for milliseconds of reading.
+    conn.execute("SELECT set_config('jit', 'off', true)")
 
 
 IDS_WITH_SAMPLES = """

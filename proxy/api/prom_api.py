@@ -105,12 +105,24 @@ def _pool_timeout(exc: PoolTimeout) -> Response:
                            {"Retry-After": "5"})
 
 
-def _ok(data: Any, warnings: list[str] | None = None, headers: dict[str, str] | None = None
-        ) -> Response:
+def _ok(data: Any, warnings: list[str] | None = None, headers: dict[str, str] | None = None,
+        infos: list[str] | None = None) -> Response:
     body: dict[str, Any] = {"status": "success", "data": data}
     if warnings:
         body["warnings"] = warnings
+    if infos:
+        body["infos"] = infos
     return json_response(body, headers=headers)
+
+
+# Which tiers served a query: a header any client can read, and ``infos`` (Prometheus's
+# field for notes that are not problems; a warning would be shown as one by Grafana).
+TIERS_HEADER = "X-Pgpulse-Tiers"
+
+
+def _answer(result: promql.Result) -> Response:
+    headers = {TIERS_HEADER: ",".join(result.tiers)} if result.tiers else None
+    return _ok(result.data(), result.warnings, headers, result.infos)
 
 
 def _bad(message: str) -> PromError:
@@ -186,7 +198,7 @@ def _limits() -> promql.Limits:
     if settings.statement_timeout_ms > 0:
         timeout_s = min(timeout_s, settings.statement_timeout_ms / 1000)
     return promql.Limits(timeout_s=timeout_s, max_series=settings.max_query_series,
-                         max_points=settings.max_points)
+                         max_points=settings.max_points, tiers=settings.promql_tiers)
 
 
 def _query_text() -> str:
@@ -228,7 +240,7 @@ def query() -> Response:
         at = _now_ms()
     with state().read_connection() as conn:
         result = promql.instant_query(conn, text, at, limits, tenant=request_tenant())
-    return _ok(result.data(), result.warnings)
+    return _answer(result)
 
 
 @bp.route("/api/v1/query_range", methods=["GET", "POST"])
@@ -261,7 +273,7 @@ def query_range() -> Response:
     with state().read_connection() as conn:
         result = promql.range_query(conn, text, start_ms, end_ms, step_ms, limits,
                                     tenant=request_tenant())
-    return _ok(result.data(), result.warnings)
+    return _answer(result)
 
 
 # -- series, labels, metadata --------------------------------------------------------
