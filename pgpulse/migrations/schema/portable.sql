@@ -999,9 +999,13 @@ UPDATE alembic_version SET version_num='0010_tenants' WHERE alembic_version.vers
 
 -- Running upgrade 0010_tenants -> 0011_tier_covering_keys
 
-ALTER TABLE pgpulse_samples_5m_store DROP CONSTRAINT pgpulse_samples_5m_store_pkey, ADD CONSTRAINT pgpulse_samples_5m_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+ALTER TABLE pgpulse_samples_5m_store DROP CONSTRAINT pgpulse_samples_5m_store_pkey;
 
-ALTER TABLE pgpulse_samples_1h_store DROP CONSTRAINT pgpulse_samples_1h_store_pkey, ADD CONSTRAINT pgpulse_samples_1h_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+ALTER TABLE pgpulse_samples_5m_store ADD CONSTRAINT pgpulse_samples_5m_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+
+ALTER TABLE pgpulse_samples_1h_store DROP CONSTRAINT pgpulse_samples_1h_store_pkey;
+
+ALTER TABLE pgpulse_samples_1h_store ADD CONSTRAINT pgpulse_samples_1h_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
 
 UPDATE alembic_version SET version_num='0011_tier_covering_keys' WHERE alembic_version.version_num = '0010_tenants';
 

@@ -31,10 +31,10 @@ def _portable() -> bool:
 
 
 def _key(store: str, include: str) -> None:
-    op.execute(
-        f"ALTER TABLE {store} DROP CONSTRAINT {store}_pkey, "
-        f"ADD CONSTRAINT {store}_pkey PRIMARY KEY (series_id, bucket){include}"
-    )
+    # Two statements, not one ALTER with both subcommands: Citus (revision 0009)
+    # refuses ADD CONSTRAINT beside other subcommands on a distributed table.
+    op.execute(f"ALTER TABLE {store} DROP CONSTRAINT {store}_pkey")
+    op.execute(f"ALTER TABLE {store} ADD CONSTRAINT {store}_pkey PRIMARY KEY (series_id, bucket){include}")
 
 
 def upgrade() -> None:
