@@ -124,7 +124,7 @@ def test_step_of_the_tier_width_equals_the_regrouped_answer(conn, mixed, agg, ti
 def test_host_field_at_the_tier_width_equals_the_regrouped_answer(conn, mixed, agg, tier):
     start, end = mixed
     step = tiers.tier(tier).width
-    result = read_host_field(conn, ["a", "b"], "load1", start, end, step, agg, KEEP)
+    result = read_host_field(conn, ["a", "b"], "load1", start, end, step, agg, KEEP, tenant="default")
     assert result.tier == tier
     assert set(result.points) == {"a", "b"}
     assert result.points == regrouped(conn, "hosts", ["a", "b"], tier, step, agg, start, end, prefix="load1_")
