@@ -170,7 +170,8 @@ def samples_tiered(agg: str, *, counters_only: bool = False) -> str:
     raw = TIERS[0]
     branches = [
         f"""SELECT $__timeGroupAlias(p.time, $__interval), s.labels::text AS metric, {raw.aggregate(agg, value="p.value", time="p.time")} AS value
-FROM {raw.samples} p JOIN series s ON s.id = p.series_id
+FROM pgpulse_samples_between($__timeFrom(), $__timeTo()::timestamptz + INTERVAL '1 microsecond') p
+JOIN series s ON s.id = p.series_id
 WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
 GROUP BY 1, 2"""
     ]
@@ -449,7 +450,8 @@ def counter_steps(names: tuple[str, ...], agg: str = "last") -> str:
     branches = [
         f"""SELECT $__timeGroupAlias(p.time, $__interval), p.series_id, {raw.aggregate(agg, value="p.value", time="p.time")} AS value,
        extract(epoch FROM max(p.time)) AS at
-FROM {raw.samples} p JOIN series s ON s.id = p.series_id
+FROM pgpulse_samples_between($__timeFrom(), $__timeTo()::timestamptz + INTERVAL '1 microsecond') p
+JOIN series s ON s.id = p.series_id
 WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
 GROUP BY 1, 2"""
     ]

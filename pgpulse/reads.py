@@ -114,11 +114,11 @@ def _read_rate(conn: psycopg.Connection, series_ids: Sequence[int], start: datet
         first, last = ends
         rows = conn.execute(
             # Integer microseconds: exact window membership, and cheap to load.
-            "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint, value FROM samples "
-            "WHERE series_id = ANY(%(ids)s) AND time > %(lo)s AND time <= %(hi)s "
-            "ORDER BY series_id, time",
-            {"ids": list(series_ids), "lo": EPOCH + (first - step_us) * MICROSECOND,
-             "hi": EPOCH + last * MICROSECOND},
+            # (lo, hi] as pgpulse_samples' [lo, hi) one microsecond later.
+            "SELECT series_id, (extract(epoch FROM time) * 1000000)::bigint, value "
+            "FROM pgpulse_samples(%(ids)s, %(lo)s, %(hi)s) ORDER BY series_id, time",
+            {"ids": list(series_ids), "lo": EPOCH + (first - step_us + 1) * MICROSECOND,
+             "hi": EPOCH + (last + 1) * MICROSECOND},
             binary=True,
         ).fetchall()
         by_series: dict[int, list[tuple[int, float]]] = {}
@@ -180,8 +180,7 @@ def read_series(
     def query_for(seg: Segment, inner: str) -> sql.Composable:
         if seg.tier == "raw":
             return sql.SQL(
-                "SELECT series_id, {t} AS t, {agg} FROM samples "
-                "WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s "
+                "SELECT series_id, {t} AS t, {agg} FROM pgpulse_samples(%(ids)s, %(start)s, %(end)s) "
                 "GROUP BY 1, 2 ORDER BY 1, 2"
             ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value")))
         return sql.SQL(

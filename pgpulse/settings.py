@@ -81,10 +81,13 @@ class CoreSettings:
         parse=config.as_int(1),
         accepts="integer >= 1",
     )
-    compress_after_days: int = setting(
-        "PGPULSE_COMPRESS_AFTER_DAYS",
-        3,
-        "Raw chunks older than this are compressed (timescale engine).",
+    compress_after_hours: int = setting(
+        "PGPULSE_COMPRESS_AFTER_HOURS",
+        6,
+        "Raw samples older than this many hours are stored compressed: TimescaleDB's "
+        "compression of whole chunks (timescale engine), pgpulse's packed hours "
+        "(portable engine, done by the scheduler). Readers see no difference; writes "
+        "into compressed ranges still replace what is there.",
         parse=config.as_int(1),
         accepts="integer >= 1",
     )

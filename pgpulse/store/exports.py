@@ -145,8 +145,8 @@ def samples(pool: ConnectionPool, series_ids: Sequence[int], start: datetime, en
             limits: ExportLimits) -> RowStream:
     """(series_id, time, value) of ``series_ids`` in [start, end), by series and time."""
     query = sql.SQL(
-        "SELECT series_id, time, value FROM samples WHERE series_id = ANY(%s) "
-        "AND time >= %s AND time < %s ORDER BY series_id, time"
+        "SELECT series_id, time, value FROM pgpulse_samples(%s, %s, %s) "
+        "ORDER BY series_id, time"
     )
     return RowStream(pool, query, [list(series_ids), start, end], limits)
 
