@@ -72,17 +72,17 @@ TIMESCALE_READS = [
 # -- portable ------------------------------------------------------------------------
 
 PACKED_TABLE = [
-    """
+    f"""
     CREATE TABLE samples_packed (
         series_id bigint NOT NULL,
         hour timestamptz NOT NULL,
         times_us bigint[] NOT NULL,
         vals double precision[] NOT NULL,
         PRIMARY KEY (series_id, hour),
-        CONSTRAINT samples_packed_whole_hour CHECK (hour = date_bin(INTERVAL '1 hour', hour, {epoch})),
+        CONSTRAINT samples_packed_whole_hour CHECK (hour = date_bin(INTERVAL '1 hour', hour, {EPOCH})),
         CONSTRAINT samples_packed_same_length CHECK (cardinality(times_us) = cardinality(vals))
     )
-    """.format(epoch=EPOCH),
+    """,
     # Retention deletes by hour, and the newest packed hour is where writes start
     # to be checked against the packed rows.
     "CREATE INDEX samples_packed_hour_idx ON samples_packed (hour)",
