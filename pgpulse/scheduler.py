@@ -70,6 +70,7 @@ def build(url: str, settings: CoreSettings, mode: str) -> BackgroundScheduler:
             id="maintain",
             next_run_time=datetime.now(UTC),
         )
+    if mode == engine_mode.PORTABLE and settings.portable_compression:
         # Every quarter of an hour: an hour becomes old enough once an hour, and a
         # run with nothing to pack costs one index lookup.
         scheduler.add_job(

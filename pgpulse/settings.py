@@ -83,13 +83,24 @@ class CoreSettings:
     )
     compress_after_hours: int = setting(
         "PGPULSE_COMPRESS_AFTER_HOURS",
-        6,
+        72,
         "Raw samples older than this many hours are stored compressed: TimescaleDB's "
-        "compression of whole chunks (timescale engine), pgpulse's packed hours "
-        "(portable engine, done by the scheduler). Readers see no difference; writes "
-        "into compressed ranges still replace what is there.",
+        "compression of whole chunks (timescale engine); with "
+        "PGPULSE_PORTABLE_COMPRESSION on, pgpulse's packed hours (portable engine). "
+        "Readers see no difference; writes into compressed ranges still replace what "
+        "is there.",
         parse=config.as_int(1),
         accepts="integer >= 1",
+    )
+    portable_compression: bool = setting(
+        "PGPULSE_PORTABLE_COMPRESSION",
+        False,
+        "Portable engine: pack raw samples older than PGPULSE_COMPRESS_AFTER_HOURS into "
+        "samples_packed (about a tenth of the space). pgpulse's readers see both; your "
+        "own SQL must then read samples_all or pgpulse_samples() instead of samples, "
+        "which keeps only the unpacked part.",
+        parse=config.as_bool,
+        accepts="on, off",
     )
     partitions_ahead_days: int = setting(
         "PGPULSE_PARTITIONS_AHEAD_DAYS",

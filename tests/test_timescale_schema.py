@@ -193,7 +193,7 @@ def test_configure_makes_retention_refresh_and_compression_policies(run):
     }
     for raw in ("samples", "system_metrics"):
         assert jobs[raw, "policy_retention"]["drop_after_s"] == RAW_KEEP_DAYS * day
-        assert jobs[raw, "policy_compression"]["compress_after_s"] == 6 * 3600
+        assert jobs[raw, "policy_compression"]["compress_after_s"] == 3 * day
     for view in ("samples_5m", "system_metrics_5m"):
         assert jobs[view, "policy_retention"]["drop_after_s"] == 90 * day
         assert jobs[view, "policy_refresh_continuous_aggregate"]["end_offset_s"] == 300
