@@ -169,7 +169,11 @@ def median_ms(fn, rounds: int) -> float:
 
 def victoria_bytes(start: datetime, n: int) -> int:
     """Bytes VictoriaMetrics keeps on disk for the same samples (data and index)."""
-    from bench_promql import victoria
+    argv, sys.argv[1:] = sys.argv[1:], []  # bench_promql reads its own arguments when imported
+    try:
+        from bench_promql import victoria
+    finally:
+        sys.argv[1:] = argv
 
     data: dict[tuple, list[tuple[int, float]]] = {}
     for t, sid, v in rows(start, n):
@@ -241,6 +245,8 @@ def compression() -> None:
         packed.execute("VACUUM ANALYZE samples_packed")
         packed_bytes = packed.execute("SELECT pg_total_relation_size('samples_packed')").fetchone()[0]
         left = raw_bytes(packed)
+        print(f"plain PostgreSQL: samples {before / n:.1f} bytes/sample; packed {packed_bytes / moved:.2f} "
+              f"bytes/sample ({moved:,} samples in {pack_s:.1f} s)", flush=True)
 
         retention = Retention.from_settings(load_core({}))
         lo_ms, hi_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
@@ -264,9 +270,12 @@ def compression() -> None:
         for c in conns.values():
             c.close()
 
+    print(f"\ncompressed raw storage: {SERIES} series at 10 s for {HOURS} h ({n:,} samples)\n")
+    print("raw reads over the whole range, median of interleaved rounds\n")
+    print(table(out_rows, ("read", "plain samples", "packed hours", "packed / plain")), flush=True)
     vm = victoria_bytes(start, n)
     ts_rows, ts_before, ts_after = timescale_bytes(1)
-    print(f"\ncompressed raw storage: {SERIES} series at 10 s for {HOURS} h ({n:,} samples)\n")
+    print()
     print(table([
         ("plain PostgreSQL, samples (heap + index)", f"{before / n:.1f}", ""),
         ("plain PostgreSQL, packed hours (samples_packed)", f"{packed_bytes / moved:.2f}",
@@ -275,8 +284,6 @@ def compression() -> None:
         ("TimescaleDB 2.23 (PGlite), compressed", f"{ts_after / ts_rows:.2f}", ""),
         ("VictoriaMetrics (Debian)", f"{vm / n:.2f}", "data and index directories"),
     ], ("storage", "bytes/sample", "")))
-    print("\nraw reads over the whole range, median of interleaved rounds\n")
-    print(table(out_rows, ("read", "plain samples", "packed hours", "packed / plain")))
 
 
 if __name__ == "__main__":
