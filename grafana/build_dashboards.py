@@ -3,10 +3,17 @@
 The JSON files are what Grafana loads (provisioned from grafana/dashboards); this
 script is where they are edited: change it, run ``python grafana/build_dashboards.py``
 and commit both. tests/test_dashboards.py checks the files are up to date and runs
-every panel's SQL against a database with data, in both engine modes.
+every panel's SQL against a database with data, in both engine modes;
+tests/test_dashboards_promql.py runs every PromQL query through the proxy's
+Prometheus API as Grafana sends it.
 
-Tiers: host and application metrics are read from the raw tables, the 5-minute or
-the 1-hour tier, whichever suits the time range. The ``tier`` variable (shown at the
+Two data sources: host, ETL and pgpulse's own panels are SQL (the PostgreSQL data
+source); application metrics (the *Application metrics* and *HTTP services (RED)*
+dashboards) are PromQL through the Prometheus data source on the proxy, whose
+engine chooses what to read.
+
+Tiers: host metrics are read from the raw table, the 5-minute or the 1-hour tier,
+whichever suits the time range. The ``tier`` variable (shown at the
 top of a dashboard) is computed by SQL made from the tier registry
 (``pgpulse.tiers``): the rule of ``pgpulse.tiers.choose`` for a step of the range's
 span over ``POINTS``, with the retention recorded in ``pgpulse_meta`` (defaults: the
@@ -37,6 +44,8 @@ OUT = HERE / "dashboards"
 
 PG = {"type": "grafana-postgresql-datasource", "uid": "pgpulse-postgres"}
 LOKI = {"type": "loki", "uid": "pgpulse-loki"}
+# PromQL through the proxy's Prometheus API, with a read-only (query scope) key.
+PROM = {"type": "prometheus", "uid": "pgpulse-prometheus"}
 
 
 # -- template variables ----------------------------------------------------------------
@@ -116,6 +125,19 @@ def loki_var(name: str, label_name: str, all_value: str) -> dict:
     }
 
 
+def prom_var(name: str, query: str, *, multi: bool = False, include_all: bool = False,
+             all_value: str | None = None, regex: str = "", description: str = "") -> dict:
+    """A query variable of the Prometheus data source: ``label_values(label)`` or
+    ``label_values(selector, label)``, as Grafana's variable editor writes them."""
+    return {
+        "name": name, "label": name, "description": description, "type": "query", "datasource": PROM,
+        "definition": query,
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2, "multi": multi, "includeAll": include_all, "allValue": all_value,
+        "hide": 0, "sort": 1, "regex": regex, "current": {}, "options": [],
+    }
+
+
 # -- SQL building blocks -------------------------------------------------------------
 
 
@@ -163,28 +185,6 @@ LATEST_SNAPSHOTS = """SELECT DISTINCT ON (host) host, time, data
       ORDER BY host, time DESC"""
 
 
-def samples_tiered(agg: str, *, counters_only: bool = False) -> str:
-    """Per-series time series of ``agg`` over the series selected by ``$metric`` and ``$labels``."""
-    kind = " AND s.type = 'counter'" if counters_only else ""
-    series = f"s.name = '$metric' AND s.labels @> '$labels'::jsonb{kind}"
-    raw = TIERS[0]
-    branches = [
-        f"""SELECT $__timeGroupAlias(p.time, $__interval), s.labels::text AS metric, {raw.aggregate(agg, value="p.value", time="p.time")} AS value
-FROM pgpulse_samples_between($__timeFrom(), $__timeTo()::timestamptz + INTERVAL '1 microsecond') p
-JOIN series s ON s.id = p.series_id
-WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
-GROUP BY 1, 2"""
-    ]
-    for t in tiers.ROLLED_UP:
-        branches.append(
-            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), s.labels::text AS metric, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value
-FROM {t.samples} p JOIN series s ON s.id = p.series_id
-WHERE '$tier' = '{t.name}' AND $__timeFilter(p.bucket) AND {series}
-GROUP BY 1, 2"""
-        )
-    return "\nUNION ALL\n".join(branches)
-
-
 # -- panels ---------------------------------------------------------------------------
 
 _ids = iter(range(1, 10_000))
@@ -200,11 +200,28 @@ def target(sql: str, fmt: str = "time_series", ref: str = "A") -> dict:
             "rawQuery": True, "rawSql": sql}
 
 
+def prom(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False) -> dict:
+    """A PromQL target: a range query (a line per series), or an instant query at the
+    end of the range (a table row or a stat)."""
+    return {"refId": ref, "datasource": PROM, "editorMode": "code", "expr": expr, "legendFormat": legend,
+            "range": not instant, "instant": instant, "format": "table" if instant else "time_series"}
+
+
+Query = str | list[dict]
+
+
+def targets(query: Query, fmt: str) -> tuple[dict, list[dict]]:
+    """(panel data source, targets): SQL text is one PostgreSQL target, else the PromQL targets."""
+    if isinstance(query, str):
+        return PG, [target(query, fmt)]
+    return PROM, query
+
+
 def grid(x: int, y: int, w: int, h: int) -> dict:
     return {"x": x, "y": y, "w": w, "h": h}
 
 
-def timeseries(title: str, sql: str, pos: dict, *, unit: str = "short", description: str = "",
+def timeseries(title: str, sql: Query, pos: dict, *, unit: str = "short", description: str = "",
                bars: bool = False, stack: bool = False, decimals: int | None = None,
                max_value: float | None = None) -> dict:
     defaults: dict = {
@@ -225,33 +242,37 @@ def timeseries(title: str, sql: str, pos: dict, *, unit: str = "short", descript
         defaults["min"] = 0
     return {
         "id": next(_ids), "type": "timeseries", "title": title, "description": description,
-        "datasource": PG, "gridPos": pos, "targets": [target(sql)],
+        "datasource": targets(sql, "time_series")[0], "gridPos": pos, "targets": targets(sql, "time_series")[1],
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
     }
 
 
-def table(title: str, sql: str, pos: dict, *, description: str = "", units: dict | None = None) -> dict:
+def table(title: str, sql: Query, pos: dict, *, description: str = "", units: dict | None = None) -> dict:
     overrides = [
         {"matcher": {"id": "byName", "options": name},
          "properties": [{"id": "unit", "value": unit}]}
         for name, unit in (units or {}).items()
     ]
-    return {
+    source, queries = targets(sql, "table")
+    panel = {
         "id": next(_ids), "type": "table", "title": title, "description": description,
-        "datasource": PG, "gridPos": pos, "targets": [target(sql, "table")],
+        "datasource": source, "gridPos": pos, "targets": queries,
         "fieldConfig": {"defaults": {}, "overrides": overrides},
         "options": {"showHeader": True, "cellHeight": "sm"},
     }
+    if len(queries) > 1:  # instant queries side by side: one row per label set
+        panel["transformations"] = [{"id": "merge", "options": {}}]
+    return panel
 
 
-def stat(title: str, sql: str, pos: dict, *, unit: str = "short", description: str = "",
+def stat(title: str, sql: Query, pos: dict, *, unit: str = "short", description: str = "",
          thresholds: list[tuple[float | None, str]] | None = None) -> dict:
     steps = [{"color": color, "value": value} for value, color in (thresholds or [(None, "green")])]
     return {
         "id": next(_ids), "type": "stat", "title": title, "description": description,
-        "datasource": PG, "gridPos": pos, "targets": [target(sql, "table")],
+        "datasource": targets(sql, "table")[0], "gridPos": pos, "targets": targets(sql, "table")[1],
         "fieldConfig": {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
                         "overrides": []},
         "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
@@ -378,52 +399,55 @@ ORDER BY s.host"""
     )
 
 
-# -- Application metrics ---------------------------------------------------------------
+# -- Application metrics (PromQL) --------------------------------------------------------
+
+# Every application-metrics panel is PromQL through the Prometheus data source (the
+# proxy's /api/v1 API): rate(), increase(), histogram_quantile() and sum by () as in
+# any Prometheus dashboard; the engine picks the tier, so no panel names one.
+# ``$__rate_interval`` is Grafana's: at least four of the data source's timeInterval
+# (the collector's and demo's export interval), so a rate always spans several samples.
+RATE = "[$__rate_interval]"
 
 
 def app_metrics() -> dict:
     reset_ids()
-    metric_var = query_var("metric", "SELECT DISTINCT name FROM series ORDER BY 1",
-                           description="Metric name (the series catalogue).")
-    labels_var = textbox_var(
-        "labels", "{}", "labels (JSON)",
-        'Only series whose labels contain this JSON object, e.g. {"host": "web-1"}; {} for all.',
-    )
-    avg_sql = samples_tiered("avg")
-    max_sql = samples_tiered("max")
-    # Counters: the last value of each step, the increase since the previous step over
-    # the seconds between them; a decrease is a counter reset and gives no point.
-    last_sql = samples_tiered("last", counters_only=True)
-    rate_sql = f"""SELECT time, metric,
-       CASE WHEN value >= prev THEN (value - prev) / nullif(time - prev_time, 0) END AS value
-FROM (SELECT time, metric, value,
-             lag(value) OVER (PARTITION BY metric ORDER BY time) AS prev,
-             lag(time) OVER (PARTITION BY metric ORDER BY time) AS prev_time
-      FROM (
-{last_sql}
-      ) AS steps) AS d
-WHERE prev IS NOT NULL
-ORDER BY 1, 2"""
-    catalogue = """SELECT s.labels::text AS labels, s.type, s.created_at AS "created",
-       l.time AS "last sample", l.value AS "last value"
-FROM series s
-LEFT JOIN LATERAL (SELECT time, value FROM samples
-                   WHERE series_id = s.id AND time <= $__timeTo()
-                   ORDER BY time DESC LIMIT 1) AS l ON true
-WHERE s.name = '$metric' AND s.labels @> '$labels'::jsonb
-ORDER BY 1"""
+    metric_var = prom_var("metric", "label_values(__name__)",
+                          description="Metric name (every name with a sample in the range).")
+    job_var = prom_var("job", "label_values($metric, job)", multi=True, include_all=True, all_value=".*",
+                       description="The sending service (OpenTelemetry's service.name, Prometheus's job); "
+                       "All includes series without one.")
+    histogram_var = prom_var(
+        "histogram", 'label_values({__name__=~".+_bucket"}, __name__)',
+        regex="/(.+)_bucket$/",
+        description="A histogram (the family of a *_bucket metric), for the quantile panel.")
+    sel = '$metric{job=~"$job"}'
+    buckets = '${histogram}_bucket{job=~"$job"}'
     panels = [
-        timeseries("$metric (average per step)", avg_sql + "\nORDER BY 1, 2", grid(0, 0, 24, 9),
-                   description="One line per series (its labels)."),
-        timeseries("$metric (maximum per step)", max_sql + "\nORDER BY 1, 2", grid(0, 9, 12, 8)),
-        timeseries("$metric rate per second (counters)", rate_sql, grid(12, 9, 12, 8),
-                   description="Increase per second of counter series; a reset gives a gap."),
-        table("Series of $metric", catalogue, grid(0, 17, 24, 8)),
+        timeseries("$metric", [prom(sel, "{{__name__}} {{job}} {{instance}}")], grid(0, 0, 24, 9),
+                   description="The series as stored: one line per label set."),
+        timeseries("$metric: per-second rate (counters)", [prom(f"rate({sel}{RATE})")],
+                   grid(0, 9, 12, 8), unit="short",
+                   description="rate() over $__rate_interval: the increase per second, counter resets "
+                   "counted from zero. Only meaningful for counters."),
+        timeseries("$metric: per-second rate by job", [prom(f"sum by (job) (rate({sel}{RATE}))", "{{job}}")],
+                   grid(12, 9, 12, 8)),
+        timeseries("$histogram: quantiles",
+                   [prom(f"histogram_quantile({q}, sum by (le) (rate({buckets}{RATE})))", name, ref)
+                    for (q, name), ref in zip(((0.5, "p50"), (0.9, "p90"), (0.99, "p99")), "ABC", strict=True)],
+                   grid(0, 17, 12, 8),
+                   description="histogram_quantile() over the buckets' rates, every series of the job summed."),
+        timeseries("$histogram: observations per second by job",
+                   [prom(f'sum by (job) (rate(${{histogram}}_count{{job=~"$job"}}{RATE}))', "{{job}}")],
+                   grid(12, 17, 12, 8)),
+        table("Series of $metric (latest value)", [prom(sel, instant=True)], grid(0, 25, 24, 8),
+              description="The newest value of every series at the end of the range (Prometheus's "
+              "5-minute lookback)."),
     ]
     return dashboard(
         "pgpulse-app-metrics", "Application metrics",
-        "Any metric from the ingest API, by name and labels, from the tier that suits the range.",
-        panels, [TIER_VAR, metric_var, labels_var], tags=("metrics",),
+        "Any metric sent to pgpulse (its ingest API, OTLP, remote write, Influx), by name and job, in PromQL "
+        "through the pgpulse (PromQL) data source.",
+        panels, [metric_var, job_var, histogram_var], tags=("metrics",),
     )
 
 
@@ -436,200 +460,90 @@ ORDER BY 1"""
 # (demo/) sends them; so does any server instrumented by the semantic conventions.
 HTTP_DURATION = "http_server_request_duration_seconds"
 HTTP_ACTIVE = "http_server_active_requests"
-ROUTE = "coalesce(s.labels->>'http_route', '(none)')"
-RED_FILTER = f"s.labels->>'job' = '$job' AND {ROUTE} IN ($route)"
-
-
-def counter_steps(names: tuple[str, ...], agg: str = "last") -> str:
-    """Per series of ``names`` (under ``$job``/``$route``) and step: ``agg`` of its
-    values, and ``at``, when the newest of them was taken (epoch seconds; the end of
-    the newest bucket in a rolled-up tier), from the tier chosen by ``$tier``."""
-    which = ", ".join(f"'{n}'" for n in names)
-    series = f"s.name IN ({which}) AND {RED_FILTER}"
-    raw = TIERS[0]
-    branches = [
-        f"""SELECT $__timeGroupAlias(p.time, $__interval), p.series_id, {raw.aggregate(agg, value="p.value", time="p.time")} AS value,
-       extract(epoch FROM max(p.time)) AS at
-FROM pgpulse_samples_between($__timeFrom(), $__timeTo()::timestamptz + INTERVAL '1 microsecond') p
-JOIN series s ON s.id = p.series_id
-WHERE '$tier' = '{raw.name}' AND $__timeFilter(p.time) AND {series}
-GROUP BY 1, 2"""
-    ]
-    for t in tiers.ROLLED_UP:
-        branches.append(
-            f"""SELECT $__timeGroupAlias(p.bucket, $__interval), p.series_id, {t.aggregate(agg, alias="p.", time="p.bucket")} AS value,
-       extract(epoch FROM max(p.bucket)) + {int(t.width.total_seconds())} AS at
-FROM {t.samples} p JOIN series s ON s.id = p.series_id
-WHERE '$tier' = '{t.name}' AND $__timeFilter(p.bucket) AND {series}
-GROUP BY 1, 2"""
-        )
-    return "\nUNION ALL\n".join(branches)
-
-
-def increases(*names: str) -> str:
-    """(time, series_id, inc, secs): how much each counter series grew since its
-    previous step and over how many seconds (between the newest values of the two
-    steps, so a step only partly filled, such as the current one, is no slower); a
-    decrease is a reset (the process restarted), counted from zero as Prometheus's
-    increase() does."""
-    return f"""SELECT time, series_id,
-       CASE WHEN value >= prev THEN value - prev ELSE value END AS inc,
-       at - prev_at AS secs
-FROM (SELECT time, series_id, value, at,
-             lag(value) OVER w AS prev, lag(at) OVER w AS prev_at
-      FROM (
-{counter_steps(names)}
-      ) AS steps
-      WINDOW w AS (PARTITION BY series_id ORDER BY time)) AS d
-WHERE prev IS NOT NULL AND at > prev_at"""
-
-
-def per_second(label: str) -> str:
-    """Requests per second per step, one line per value of ``label`` (SQL over ``s``)."""
-    return f"""SELECT i.time, {label} AS metric, sum(i.inc / i.secs) AS value
-FROM (
-{increases(HTTP_DURATION + "_count")}
-) AS i JOIN series s ON s.id = i.series_id
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-
-
-FIVE_XX = "(s.labels->>'http_response_status_code') LIKE '5%'"
-
-
-def quantiles(qs: tuple[tuple[float, str], ...], *, by_route: bool) -> str:
-    """Duration quantiles per step from the buckets' increases, as Prometheus's
-    histogram_quantile(): the first bucket whose cumulative count reaches q x the
-    count, linear inside it (from 0 for the first bucket); in the +Inf bucket, the
-    highest finite bound. ``by_route``: one line per route (one q), else one per q."""
-    grp = ROUTE if by_route else "''"
-    values = ", ".join(f"({q}, '{name}')" for q, name in qs)
-    return f"""WITH b AS (
-  SELECT i.time, {grp} AS grp,
-         CASE WHEN s.labels->>'le' = '+Inf' THEN 'Infinity'::float8 ELSE (s.labels->>'le')::float8 END AS le,
-         sum(i.inc) AS n
-  FROM (
-{increases(HTTP_DURATION + "_bucket")}
-  ) AS i JOIN series s ON s.id = i.series_id
-  WHERE s.labels ? 'le'
-  GROUP BY 1, 2, 3
-), c AS (
-  SELECT time, grp, le, n, lag(le) OVER w AS lower_le, lag(n) OVER w AS lower_n,
-         max(n) FILTER (WHERE le = 'Infinity') OVER (PARTITION BY time, grp) AS total
-  FROM b
-  WINDOW w AS (PARTITION BY time, grp ORDER BY le)
-)
-SELECT time, metric, value FROM (
-  SELECT DISTINCT ON (c.time, c.grp, q.q) c.time, {"c.grp" if by_route else "q.name"} AS metric,
-         CASE WHEN c.le = 'Infinity' THEN c.lower_le
-              ELSE coalesce(coalesce(c.lower_le, 0) + (c.le - coalesce(c.lower_le, 0))
-                            * (q.q * c.total - coalesce(c.lower_n, 0)) / nullif(c.n - coalesce(c.lower_n, 0), 0),
-                            c.le) END AS value
-  FROM c CROSS JOIN (VALUES {values}) AS q (q, name)
-  WHERE c.total > 0 AND c.n >= q.q * c.total
-  ORDER BY c.time, c.grp, q.q, c.le
-) AS x
-ORDER BY 1, 2"""
+RED = 'job="$job", http_route=~"$route"'
+FIVE_XX = 'http_response_status_code=~"5.."'
+HAS_ERROR_TYPE = 'error_type!=""'
 
 
 def red() -> dict:
     reset_ids()
-    job_var = query_var(
-        "job",
-        f"SELECT DISTINCT labels->>'job' FROM series WHERE name = '{HTTP_DURATION}_count' ORDER BY 1",
-        description="The service (OpenTelemetry's service.name, pgpulse's job label).",
-    )
-    route_var = query_var(
-        "route",
-        f"SELECT DISTINCT coalesce(labels->>'http_route', '(none)') FROM series\n"
-        f"WHERE name = '{HTTP_DURATION}_count'\nORDER BY 1",
-        multi=True, include_all=True, description="Routes of the service ((none): requests no route matched).",
-    )
-    count = HTTP_DURATION + "_count"
-    range_seconds = "extract(epoch FROM $__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
-    totals = f"""FROM (
-{increases(count)}
-) AS i JOIN series s ON s.id = i.series_id"""
-    error_ratio = f"""SELECT i.time, {ROUTE} AS metric,
-       100 * sum(i.inc) FILTER (WHERE {FIVE_XX}) / nullif(sum(i.inc), 0) AS value
-{totals}
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-    errors_by_type = f"""SELECT i.time, coalesce(s.labels->>'error_type', 'HTTP ' || (s.labels->>'http_response_status_code')) AS metric,
-       sum(i.inc / i.secs) AS value
-{totals}
-WHERE {FIVE_XX} OR s.labels ? 'error_type'
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-    mean_latency = f"""SELECT i.time, {ROUTE} AS metric,
-       sum(i.inc) FILTER (WHERE s.name = '{HTTP_DURATION}_sum')
-       / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS value
-FROM (
-{increases(HTTP_DURATION + "_sum", count)}
-) AS i JOIN series s ON s.id = i.series_id
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-    in_flight = f"""SELECT a.time, {ROUTE} AS metric, sum(a.value) AS value
-FROM (
-{counter_steps((HTTP_ACTIVE,), "max")}
-) AS a JOIN series s ON s.id = a.series_id
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-    routes = f"""SELECT {ROUTE} AS route,
-       sum(i.inc) FILTER (WHERE s.name = '{count}') AS requests,
-       sum(i.inc) FILTER (WHERE s.name = '{count}') / nullif({range_seconds}, 0) AS "req/s",
-       100 * sum(i.inc) FILTER (WHERE s.name = '{count}' AND {FIVE_XX})
-           / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS "5xx",
-       sum(i.inc) FILTER (WHERE s.name = '{HTTP_DURATION}_sum')
-           / nullif(sum(i.inc) FILTER (WHERE s.name = '{count}'), 0) AS "mean duration"
-FROM (
-{increases(HTTP_DURATION + "_sum", count)}
-) AS i JOIN series s ON s.id = i.series_id
-GROUP BY 1
-ORDER BY 2 DESC NULLS LAST, 1"""
-    p95_overall = quantiles(((0.95, "p95"),), by_route=False)
+    count = f"{HTTP_DURATION}_count"
+    job_var = prom_var("job", f"label_values({count}, job)",
+                       description="The service (OpenTelemetry's service.name, pgpulse's job label).")
+    route_var = prom_var(
+        "route", f'label_values({count}{{job="$job"}}, http_route)', multi=True, include_all=True,
+        all_value=".*", description="Routes of the service (All also counts requests no route matched).")
+
+    def rate(name: str, extra: str = "", window: str = RATE) -> str:
+        return f"rate({name}{{{RED}{', ' + extra if extra else ''}}}{window})"
+
+    def quantile(q: float, by: str = "le") -> str:
+        return f"histogram_quantile({q}, sum by ({by}) ({rate(HTTP_DURATION + '_bucket')}))"
+
+    whole = "[$__range]"
+    share = (f"100 * (sum({rate(count, FIVE_XX, whole)}) or vector(0))\n  / sum({rate(count, window=whole)})")
+    by_route_share = (f"100 * sum by (http_route) ({rate(count, FIVE_XX)})\n"
+                      f"  / sum by (http_route) ({rate(count)})")
+    failures = (f"sum by (error_type, http_response_status_code) (\n"
+                f"  {rate(count, FIVE_XX)}\n  or {rate(count, HAS_ERROR_TYPE)}\n)")
+    mean = (f"sum by (http_route) ({rate(HTTP_DURATION + '_sum')})\n"
+            f"  / sum by (http_route) ({rate(count)})")
+    routes = [
+        prom(f"sum by (http_route) (increase({count}{{{RED}}}{whole}))", instant=True, ref="A"),
+        prom(f"sum by (http_route) ({rate(count, window=whole)})", instant=True, ref="B"),
+        prom(f"100 * (sum by (http_route) ({rate(count, FIVE_XX, whole)})\n"
+             f"  or 0 * sum by (http_route) ({rate(count, window=whole)}))\n"
+             f"  / sum by (http_route) ({rate(count, window=whole)})", instant=True, ref="C"),
+        prom(f"sum by (http_route) ({rate(HTTP_DURATION + '_sum', window=whole)})\n"
+             f"  / sum by (http_route) ({rate(count, window=whole)})", instant=True, ref="D"),
+    ]
     panels = [
-        stat("Requests per second", f"SELECT sum(i.inc) / nullif({range_seconds}, 0) AS \"req/s\"\n{totals}",
+        stat("Requests per second", [prom(f"sum({rate(count, window=whole)})", instant=True)],
              grid(0, 0, 6, 4), unit="reqps", description="Average over the time range."),
-        stat("Errors (5xx)", f"SELECT coalesce(100 * sum(i.inc) FILTER (WHERE {FIVE_XX}) / nullif(sum(i.inc), 0), 0)"
-             f" AS \"5xx\"\n{totals}",
-             grid(6, 0, 6, 4), unit="percent", thresholds=[(None, "green"), (1, "orange"), (5, "red")],
+        stat("Errors (5xx)", [prom(share, instant=True)], grid(6, 0, 6, 4), unit="percent",
+             thresholds=[(None, "green"), (1, "orange"), (5, "red")],
              description="Share of requests answered 5xx over the time range."),
-        stat("Duration p95 (latest step)", f"SELECT value AS p95 FROM (\n{p95_overall}\n) AS q ORDER BY time DESC LIMIT 1",
-             grid(12, 0, 6, 4), unit="s", thresholds=[(None, "green"), (0.5, "orange"), (2, "red")]),
-        stat("In flight (latest step)",
-             f"SELECT sum(value) AS \"in flight\" FROM (\n{in_flight}\n) AS f\n"
-             f"WHERE time = (SELECT max(time) FROM (\n{in_flight}\n) AS g)",
-             grid(18, 0, 6, 4)),
+        stat("Duration p95 (now)", [prom(quantile(0.95), instant=True)], grid(12, 0, 6, 4), unit="s",
+             thresholds=[(None, "green"), (0.5, "orange"), (2, "red")]),
+        stat("In flight (now)", [prom(f"sum({HTTP_ACTIVE}{{{RED}}})", instant=True)], grid(18, 0, 6, 4)),
         row("Rate", 4),
-        timeseries("Requests per second by route", per_second(ROUTE), grid(0, 5, 12, 8), unit="reqps",
-                   stack=True, description="From the duration histogram's count: every answered request."),
+        timeseries("Requests per second by route",
+                   [prom(f"sum by (http_route) ({rate(count)})", "{{http_route}}")], grid(0, 5, 12, 8),
+                   unit="reqps", stack=True, description="From the duration histogram's count: every answered request."),
         timeseries("Requests per second by status",
-                   per_second("s.labels->>'http_response_status_code'"), grid(12, 5, 12, 8), unit="reqps",
-                   stack=True),
+                   [prom(f"sum by (http_response_status_code) ({rate(count)})", "{{http_response_status_code}}")],
+                   grid(12, 5, 12, 8), unit="reqps", stack=True),
         row("Errors", 13),
-        timeseries("5xx share by route", error_ratio, grid(0, 14, 12, 8), unit="percent",
-                   description="Requests answered 5xx, in percent of the route's requests per step."),
-        timeseries("Failures per second by error type", errors_by_type, grid(12, 14, 12, 8), unit="reqps",
-                   bars=True, stack=True,
-                   description="error.type of failed requests (the exception's class), else the 5xx status."),
+        timeseries("5xx share by route", [prom(by_route_share, "{{http_route}}")], grid(0, 14, 12, 8),
+                   unit="percent", description="Requests answered 5xx, in percent of the route's requests."),
+        timeseries("Failures per second by error type",
+                   [prom(failures, "{{error_type}} {{http_response_status_code}}")], grid(12, 14, 12, 8),
+                   unit="reqps", bars=True, stack=True,
+                   description="error.type of failed requests (the exception's class), and 5xx answers."),
         row("Duration", 22),
-        timeseries("Duration percentiles", quantiles(((0.5, "p50"), (0.95, "p95"), (0.99, "p99")), by_route=False),
+        timeseries("Duration percentiles",
+                   [prom(quantile(q), name, ref) for q, name, ref in ((0.5, "p50", "A"), (0.95, "p95", "B"),
+                                                                      (0.99, "p99", "C"))],
                    grid(0, 23, 12, 8), unit="s",
-                   description="From the histogram's buckets, as histogram_quantile(): linear inside a bucket."),
-        timeseries("Duration p95 by route", quantiles(((0.95, "p95"),), by_route=True), grid(12, 23, 12, 8),
-                   unit="s"),
-        timeseries("Mean duration by route", mean_latency, grid(0, 31, 12, 8), unit="s",
-                   description="The histogram's sum over its count, per step."),
-        timeseries("Requests in flight", in_flight, grid(12, 31, 12, 8),
-                   description="http.server.active_requests, the highest value per step."),
-        table("Routes", routes, grid(0, 39, 24, 8), units={"req/s": "reqps", "5xx": "percent", "mean duration": "s"}),
+                   description="histogram_quantile() over the buckets' rates: linear inside a bucket."),
+        timeseries("Duration p95 by route", [prom(quantile(0.95, "le, http_route"), "{{http_route}}")],
+                   grid(12, 23, 12, 8), unit="s"),
+        timeseries("Mean duration by route", [prom(mean, "{{http_route}}")], grid(0, 31, 12, 8), unit="s",
+                   description="The histogram's sum over its count, as rates."),
+        timeseries("Requests in flight",
+                   [prom(f"sum by (http_route) (max_over_time({HTTP_ACTIVE}{{{RED}}}[$__interval]))",
+                         "{{http_route}}")], grid(12, 31, 12, 8),
+                   description="http.server.active_requests, the highest value of each step."),
+        table("Routes", routes, grid(0, 39, 24, 8),
+              units={"Value #A": "short", "Value #B": "reqps", "Value #C": "percent", "Value #D": "s"},
+              description="Over the time range: requests (A), per second (B), 5xx share (C), mean duration (D)."),
     ]
     return dashboard(
         "pgpulse-http-red", "HTTP services (RED)",
         "Rate, errors and duration of HTTP services instrumented with OpenTelemetry "
-        "(http.server.request.duration, http.server.active_requests), e.g. the demo app of `make demo`.",
-        panels, [TIER_VAR, job_var, route_var], time_from="now-1h", tags=("metrics", "red"),
+        "(http.server.request.duration, http.server.active_requests), e.g. the demo app of `make demo`, "
+        "in PromQL through the pgpulse (PromQL) data source.",
+        panels, [job_var, route_var], time_from="now-1h", tags=("metrics", "red"),
     )
 
 

@@ -1,5 +1,5 @@
 """Every SQL query of the provisioned Grafana dashboards and alert rules runs, and
-shows data, in both engine modes.
+shows data, in both engine modes (their PromQL queries: test_dashboards_promql.py).
 
 Each dashboard JSON is loaded; its variables are resolved the way Grafana does
 (query variables by running their SQL, multi-value ones set to "All", textboxes at
@@ -46,11 +46,12 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "pgpulse.yml"
 
 PG_UID = "pgpulse-postgres"
 LOKI_UID = "pgpulse-loki"
+PROM_UID = "pgpulse-prometheus"
 
 # Time range -> the tier the dashboards must choose for it.
 RANGES = {"1h": (timedelta(hours=1), "raw"), "2d": (timedelta(days=2), "5m"), "30d": (timedelta(days=30), "1h")}
-# Where Grafana's default (first value) would pick a metric without counters.
-SELECTIONS = {"app-metrics.json": {"metric": "requests_total"}}
+# Variable values to choose instead of Grafana's default (the first value).
+SELECTIONS: dict[str, dict[str, str]] = {}
 
 # Generated data, relative to now(): two hosts and five series every 30 s for the
 # last 3 hours and every 30 min back to 20 days; three days of readings, ETL runs
@@ -96,50 +97,6 @@ FROM (SELECT generate_series(date_trunc('minute', now()) - INTERVAL '3 hours', n
                              date_trunc('minute', now()) - INTERVAL '3 hours 1 second',
                              INTERVAL '30 minutes')) AS ts
 CROSS JOIN series s;
-
--- An HTTP service as the demo app's OpenTelemetry metrics land (grafana's RED
--- dashboard): duration histograms per route and status, counters growing at each
--- route's rate, bucket counts following an exponential distribution of its mean.
-INSERT INTO series (name, labels, type)
-SELECT n.name,
-       jsonb_build_object('job', 'pgpulse-demo', 'instance', 'demo-1', 'http_request_method', r.method,
-                          'http_route', r.route, 'http_response_status_code', r.status)
-       || CASE WHEN n.le IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('le', n.le) END
-       || CASE WHEN r.status LIKE '5%' THEN '{"error_type": "PaymentTimeout"}'::jsonb ELSE '{}'::jsonb END,
-       'counter'
-FROM (VALUES ('GET', '/api/items', '200'), ('POST', '/api/orders', '201'), ('POST', '/api/orders', '500'),
-             ('GET', '/api/report', '200')) AS r (method, route, status)
-CROSS JOIN (VALUES ('http_server_request_duration_seconds_bucket', '0.05'),
-                   ('http_server_request_duration_seconds_bucket', '0.1'),
-                   ('http_server_request_duration_seconds_bucket', '0.5'),
-                   ('http_server_request_duration_seconds_bucket', '1'),
-                   ('http_server_request_duration_seconds_bucket', '+Inf'),
-                   ('http_server_request_duration_seconds_sum', NULL),
-                   ('http_server_request_duration_seconds_count', NULL)) AS n (name, le);
-INSERT INTO series (name, labels, type)
-SELECT 'http_server_active_requests',
-       jsonb_build_object('job', 'pgpulse-demo', 'instance', 'demo-1', 'http_request_method', m, 'http_route', r),
-       'gauge'
-FROM (VALUES ('GET', '/api/items'), ('POST', '/api/orders'), ('GET', '/api/report')) AS v (m, r);
-
-INSERT INTO samples (time, series_id, value)
-SELECT ts.t, s.id,
-       CASE WHEN s.type = 'gauge' THEN 2 + sin(extract(epoch FROM ts.t) / 300)
-            ELSE c.rps * extract(epoch FROM ts.t - date_trunc('day', now() - INTERVAL '21 days'))
-                 * CASE WHEN s.name LIKE '%_sum' THEN c.mean
-                        WHEN coalesce(s.labels->>'le', '+Inf') = '+Inf' THEN 1
-                        ELSE 1 - exp(-(s.labels->>'le')::float8 / c.mean) END END
-FROM (SELECT generate_series(date_trunc('minute', now()) - INTERVAL '3 hours', now(), INTERVAL '30 seconds') AS t
-      UNION ALL
-      SELECT generate_series(date_trunc('hour', now()) - INTERVAL '20 days',
-                             date_trunc('minute', now()) - INTERVAL '3 hours 1 second',
-                             INTERVAL '30 minutes')) AS ts
-CROSS JOIN series s
-LEFT JOIN (VALUES ('/api/items', '200', 0.02, 3.0), ('/api/orders', '201', 0.1, 1.0),
-                  ('/api/orders', '500', 0.6, 0.05), ('/api/report', '200', 1.2, 0.3))
-     AS c (route, status, mean, rps)
-     ON c.route = s.labels->>'http_route' AND c.status = s.labels->>'http_response_status_code'
-WHERE s.name LIKE 'http_server_%';
 
 INSERT INTO reading_analytics (mongo_id, reading_time, source_id, synced_at, payload)
 SELECT 'r' || n, now() - n * INTERVAL '5 minutes',
@@ -419,12 +376,6 @@ def test_tier_follows_the_time_range(results, range_name):
 def test_variables_find_the_data(results):
     hosts = results["vars"][(Case("hosts.json", "1h"), "host")]
     assert hosts == ["alpha", "beta"]
-    assert results["vars"][(Case("app-metrics.json", "2d"), "metric")] == [
-        "cpu_temp", "http_server_active_requests", "http_server_request_duration_seconds_bucket",
-        "http_server_request_duration_seconds_count", "http_server_request_duration_seconds_sum",
-        "queue_depth", "requests_total"]
-    assert results["vars"][(Case("http-red.json", "1h"), "job")] == ["pgpulse-demo"]
-    assert results["vars"][(Case("http-red.json", "30d"), "route")] == ["/api/items", "/api/orders", "/api/report"]
     assert results["vars"][(Case("readings-etl.json", "1h"), "source")] == ["(none)", "sensor-0", "sensor-1", "sensor-2"]
 
 
@@ -481,7 +432,7 @@ def test_dashboards_are_well_formed():
             if panel["type"] == "row":
                 continue
             uid = panel["datasource"]["uid"]
-            assert uid in (PG_UID, LOKI_UID), f"{path.name}: {panel['title']} uses {uid}"
+            assert uid in (PG_UID, LOKI_UID, PROM_UID), f"{path.name}: {panel['title']} uses {uid}"
             assert panel.get("targets"), f"{path.name}: {panel['title']} has no query"
         for _, t in pg_targets(dash):
             assert t["format"] in ("time_series", "table") and t["rawQuery"]
@@ -532,45 +483,3 @@ def test_log_queries_use_the_labels_the_shippers_set():
                 for matcher in filter(None, (m.strip() for m in selector.split(","))):
                     label = re.split(r"=~|!~|!=|=", matcher)[0].strip()
                     assert label in shipped, f"{panel['title']}: label {label!r} is never set"
-
-
-def test_red_quantiles_and_rates_match_the_seeded_distributions(results):
-    """The seed's routes have exponential durations of a known mean and a known rate:
-    the RED panels give histogram_quantile()'s answer and the rate, in every tier."""
-    import math
-
-    dash = load_json(GRAFANA / "dashboards" / "http-red.json")
-    by_title = {panel["title"]: (panel, t) for panel, t in pg_targets(dash)}
-
-    def rows(title: str, range_name: str) -> list[dict]:
-        panel, t = by_title[title]
-        _, outcome = results["queries"][panel_key(Case("http-red.json", range_name), panel, t)]
-        assert outcome.error is None, outcome.error
-        return outcome.rows
-
-    def cdf(le: float, mean: float) -> float:
-        return 1 - math.exp(-le / mean)
-
-    # /api/items, mean 20 ms: p95 lies in the (0.05, 0.1] bucket, linear inside it.
-    lo, hi = cdf(0.05, 0.02), cdf(0.1, 0.02)
-    items_p95 = 0.05 + 0.05 * (0.95 - lo) / (hi - lo)
-    for range_name in RANGES:
-        p95 = {}
-        for r in rows("Duration p95 by route", range_name):
-            p95.setdefault(r["metric"], []).append(r["value"])
-        assert p95["/api/items"] and all(v == pytest.approx(items_p95, rel=1e-6) for v in p95["/api/items"])
-        # /api/report, mean 1.2 s: p95 is past the last finite bound, which is the answer.
-        assert all(v == pytest.approx(1.0) for v in p95["/api/report"])
-        rate = {}
-        for r in rows("Requests per second by route", range_name):
-            rate.setdefault(r["metric"], []).append(r["value"])
-        # 3/s on /api/items; orders 1/s answered 201 and 0.05/s answered 500. Exact
-        # at every step but, in the rolled-up tiers, two: where the seed's spacing
-        # changes from 30 min to 30 s inside a bucket, and the newest, still filling,
-        # bucket (a tier knows its buckets, not when their newest value was taken).
-        for route, expected in (("/api/items", 3.0), ("/api/orders", 1.05)):
-            off = [v for v in rate[route] if v != pytest.approx(expected, rel=1e-6)]
-            assert len(rate[route]) > 20 and len(off) <= (0 if range_name == "1h" else 2), (range_name, route, off)
-            assert all(v > 0 for v in off), (range_name, route, off)
-        share = [r["value"] for r in rows("5xx share by route", range_name) if r["metric"] == "/api/orders"]
-        assert share and all(v == pytest.approx(100 * 0.05 / 1.05, rel=1e-6) for v in share)
