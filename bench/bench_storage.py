@@ -153,7 +153,7 @@ def main() -> None:
 
 def raw_bytes(conn: psycopg.Connection) -> int:
     return conn.execute(
-        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint FROM pg_inherits "
         "WHERE inhparent = 'samples'::regclass"
     ).fetchone()[0]
 
@@ -279,7 +279,7 @@ def compression() -> None:
     print(table([
         ("plain PostgreSQL, samples (heap + index)", f"{before / n:.1f}", ""),
         ("plain PostgreSQL, packed hours (samples_packed)", f"{packed_bytes / moved:.2f}",
-         f"{moved:,} samples packed in {pack_s:.1f} s, {left / 1e6:.1f} MB left in samples"),
+         f"{moved:,} samples packed in {pack_s:.1f} s, {int(left) / 1e6:.1f} MB left in samples"),
         (f"TimescaleDB 2.23 (PGlite), {ts_rows:,} samples, uncompressed", f"{ts_before / ts_rows:.1f}", ""),
         ("TimescaleDB 2.23 (PGlite), compressed", f"{ts_after / ts_rows:.2f}", ""),
         ("VictoriaMetrics (Debian)", f"{vm / n:.2f}", "data and index directories"),
