@@ -57,7 +57,7 @@ test: $(STAMP) pglite console ## run the test suite against a real PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: $(STAMP) ## run the benchmarks in bench/
+bench: $(STAMP) ## run the benchmarks in bench/ (they start VictoriaMetrics and Prometheus themselves: bench/peers.py)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # The rendered schema of each engine (the SQL of every migration, as `pgpulse migrate

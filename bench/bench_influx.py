@@ -25,12 +25,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,14 +35,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _db import bench_database, table  # noqa: E402
-from bench_ingest import free_port, raw_copy, wait_ready  # noqa: E402
+from bench_ingest import raw_copy  # noqa: E402
+from peers import Proxy, VictoriaMetrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = 1000
 FIELDS = ("user", "system", "idle", "iowait", "steal")
 TAGSETS = 100
 SAMPLES = LINES * len(FIELDS)
-VICTORIA = os.environ.get("BENCH_VICTORIA_METRICS", "/usr/bin/victoria-metrics")
 
 
 def make_lines(client: int, batches: int, round_: int, shift_s: int = 0
@@ -118,57 +114,6 @@ def warm_up(port: int, path: str, round_: int) -> None:
             raise SystemExit(f"warm-up of {path} failed: {resp.status}")
 
 
-def start_proxy(url: str, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PGPULSE_AUTH": "off", "PORT": str(port),
-           "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", str(workers),
-                             "--threads", str(threads)], env=env, cwd=ROOT)
-    try:
-        wait_ready(port, timeout=180)  # gunicorn's workers start slowly on a loaded machine
-    except SystemExit:
-        stop(proc)
-        raise
-    return proc, port
-
-
-def start_victoria(data_dir: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen([VICTORIA, f"-storageDataPath={data_dir}",
-                             f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR",
-                             "-retentionPeriod=100y"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("VictoriaMetrics did not start")
-
-
-def victoria_rows(port: int) -> int:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('vm_rows_inserted_total{type="influx"}')))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=3)
@@ -177,19 +122,13 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=20, help="bodies per client and round")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are compared")
     args = parser.parse_args()
-    if not shutil.which(VICTORIA):
-        print(f"{VICTORIA} not found: apt-get install victoria-metrics (or set "
-              "BENCH_VICTORIA_METRICS)")
-        return 1
     rates: dict[str, list[float]] = {"influx": [], "json": [], "copy": [], "victoria": []}
     rows = []
     sent_vm = 0
-    vm_dir = tempfile.mkdtemp(prefix="pgpulse-bench-vm-")
-    vm, vm_port = start_victoria(vm_dir)
-    try:
+    with VictoriaMetrics() as vm:
         with bench_database("pgpulse_bench_influx") as url:
-            proxy, port = start_proxy(url, args.workers, args.threads)
-            try:
+            with Proxy(url, args.workers, args.threads) as proxy:
+                port = proxy.port
                 for round_ in range(1, args.repeat + 1):
                     warm_up(port, "/api/v2/write", round_)
                     n, t = send(port, "/api/v2/write", "influx", args.clients, args.batches,
@@ -206,21 +145,16 @@ def main() -> int:
                     rates["copy"].append(n_copy / t_copy)
                     rows.append((round_, "raw binary COPY (1 connection)", n_copy,
                                  f"{t_copy:.2f}", f"{n_copy / t_copy:,.0f}"))
-                    warm_up(vm_port, "/api/v2/write", round_)
-                    n, t = send(vm_port, "/api/v2/write", "influx", args.clients, args.batches,
+                    warm_up(vm.port, "/api/v2/write", round_)
+                    n, t = send(vm.port, "/api/v2/write", "influx", args.clients, args.batches,
                                 round_)
                     sent_vm += n + 2 * SAMPLES
                     rates["victoria"].append(n / t)
                     rows.append((round_, "VictoriaMetrics /api/v2/write", n, f"{t:.2f}",
                                  f"{n / t:,.0f}"))
-            finally:
-                stop(proxy)
             with psycopg.connect(url) as conn:
                 stored = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
-        vm_stored = victoria_rows(vm_port)
-    finally:
-        stop(vm)
-        shutil.rmtree(vm_dir, ignore_errors=True)
+        vm_stored = vm.rows_inserted("influx")
     print(table(rows, ("round", "path", "samples", "seconds", "samples/s")))
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"medians: /api/v2/write {med['influx']:,.0f}/s, /api/ingest JSON {med['json']:,.0f}/s, "

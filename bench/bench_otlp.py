@@ -27,12 +27,8 @@ import argparse
 import gc
 import http.client
 import multiprocessing
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +43,8 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _db import bench_database, table  # noqa: E402
-from bench_ingest import BATCH, SERIES, free_port, raw_copy, wait_ready  # noqa: E402
+from bench_ingest import BATCH, SERIES, raw_copy  # noqa: E402
+from peers import Proxy, VictoriaMetrics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {
@@ -122,60 +119,23 @@ def post_all(port: int, path: str, path_index: int, clients: int, batches: int, 
     return sum(r[0] for r in results), max(r[2] for r in results) - min(r[1] for r in results)
 
 
-def start_proxy(url: str, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PGPULSE_AUTH": "off", "PORT": str(port),
-           "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", str(workers),
-                             "--threads", str(threads)], env=env, cwd=ROOT)
-    try:
-        wait_ready(port, timeout=300)  # a shared machine can take minutes to start gunicorn
-    except SystemExit:
-        proc.terminate()
-        raise
-    return proc, port
-
-
 def victoria_metrics(clients: int, batches: int) -> str:
     """What the installed VictoriaMetrics does with the same OTLP body (and its rate
     when it takes it)."""
-    binary = shutil.which("victoria-metrics")
-    if binary is None:
-        return "victoria-metrics is not installed: no peer figure"
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="bench-vm-")
-    proc = subprocess.Popen([binary, f"-storageDataPath={data}", f"-httpListenAddr=127.0.0.1:{port}",
-                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    return "victoria-metrics did not start"
-                time.sleep(0.3)
+    with VictoriaMetrics() as vm:
         body = make_body("OTLP protobuf /v1/metrics", first_time(0, 0, 0, 1, 0))
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c = http.client.HTTPConnection("127.0.0.1", vm.port, timeout=60)
         c.request("POST", "/opentelemetry/v1/metrics", body, {"Content-Type": "application/x-protobuf"})
         resp = c.getresponse()
         answer = resp.read()[:120]
-        c.request("GET", "/api/v1/status/buildinfo")
-        build = c.getresponse().read()[:200]
+        build = vm.get("/api/v1/status/buildinfo")[:200]
         if resp.status // 100 != 2:
             return (f"victoria-metrics ({build.decode(errors='replace') or 'no build info'}) answers "
                     f"POST /opentelemetry/v1/metrics with {resp.status} {answer!r}: no OTLP "
                     f"endpoint in this version, no peer ratio")
-        n, t = post_all(port, "OTLP protobuf /v1/metrics", 0, clients, batches, 0,
+        n, t = post_all(vm.port, "OTLP protobuf /v1/metrics", 0, clients, batches, 0,
                         url_path="/opentelemetry/v1/metrics")
         return f"victoria-metrics OTLP protobuf: {n / t:,.0f} samples/s"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def parse_costs(repeat: int) -> None:
@@ -234,8 +194,8 @@ def main() -> int:
     rates: dict[str, list[float]] = {path: [] for path in (*PATHS, "raw binary COPY")}
     with bench_database("pgpulse_bench_otlp") as url:
         for round_ in range(1, args.repeat + 1):
-            proc, port = start_proxy(url, args.workers, args.threads)
-            try:
+            with Proxy(url, args.workers, args.threads) as proxy:
+                port = proxy.port
                 # Warm-up: create the series and fill each worker's cache, per path.
                 for i, path in enumerate(PATHS):
                     post_all(port, path, i + len(PATHS), 1, 2, round_)
@@ -246,9 +206,6 @@ def main() -> int:
                     rates[path].append(n / t)
                     rows.append((round_, f"{path} ({args.clients} clients, "
                                  f"{args.workers}x{args.threads} workers)", n, f"{t:.2f}", f"{n / t:,.0f}"))
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
             n, t = raw_copy(url, total, round_)
             rates["raw binary COPY"].append(n / t)
             rows.append((round_, "raw binary COPY (1 connection)", n, f"{t:.2f}", f"{n / t:,.0f}"))

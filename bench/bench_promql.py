@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,12 +28,12 @@ from werkzeug.serving import make_server
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _db import bench_database, table  # noqa: E402
-from promql_oracle import SPAN_MS, T0, Prometheus, free_port, generate, load_into_pgpulse  # noqa: E402
+from peers import Prometheus, VictoriaMetrics  # noqa: E402
+from promql_oracle import SPAN_MS, T0, generate, load_into_pgpulse  # noqa: E402
 
 from proxy import close_app, create_app  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-VICTORIA = "/usr/bin/victoria-metrics"
 END = (T0 + SPAN_MS) / 1000
 QUERIES = [
     ("one series, 3 h at 10 s", 'node_temperature_celsius{host="h1"}', 10),
@@ -45,33 +44,18 @@ QUERIES = [
 ]
 
 
-def victoria(workdir: Path, data) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([VICTORIA, f"-storageDataPath={workdir / 'vm'}",
-                             f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y",
-                             "-search.disableCache", "-search.latencyOffset=0s"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("victoria-metrics did not start")
-        time.sleep(0.2)
+def victoria(data) -> VictoriaMetrics:
+    vm = VictoriaMetrics("-search.disableCache", "-search.latencyOffset=0s")
     lines = []
     for key, points in data.items():
         labels = dict(key)
         name = labels.pop("__name__")
         text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         lines.extend(f"{name}{{{text}}} {v!r} {t}" for t, v in points)
-    r = requests.post(f"{url}/api/v1/import/prometheus", data="\n".join(lines) + "\n", timeout=300)
+    r = requests.post(f"{vm.url}/api/v1/import/prometheus", data="\n".join(lines) + "\n", timeout=300)
     r.raise_for_status()
-    requests.get(f"{url}/internal/force_flush", timeout=60)
-    return proc, url
+    vm.flush()
+    return vm
 
 
 def main() -> None:
@@ -80,13 +64,13 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             load_into_pgpulse(data, conn)
         prom = Prometheus(Path(tmp), data)
-        vm, vm_url = victoria(Path(tmp), data)
+        vm = victoria(data)
         app = create_app({"DATABASE_URL": url, "PGPULSE_AUTH": "off"})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         targets = {"pgpulse": f"http://127.0.0.1:{server.server_port}", "prometheus": prom.url,
-                   "victoria": vm_url}
+                   "victoria": vm.url}
         rows = []
         try:
             session = requests.Session()
@@ -111,8 +95,7 @@ def main() -> None:
             server.shutdown()
             close_app(app)
             prom.stop()
-            vm.terminate()
-            vm.wait(timeout=60)
+            vm.stop()
     print(f"PromQL range queries, {ROUNDS} rounds interleaved, ms")
     print(table(rows, ("query", "pgpulse p50", "p99", "prometheus p50", "p99", "victoria p50",
                        "p99", "vs prom", "vs vm")))

@@ -19,12 +19,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
-import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +29,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _db import bench_database, table  # noqa: E402
-from bench_ingest import free_port, raw_copy, wait_ready  # noqa: E402
+from bench_ingest import raw_copy  # noqa: E402
+from peers import Proxy, VictoriaMetrics  # noqa: E402
 
 from pgpulse.protocols.prompb import WriteRequest  # noqa: E402
 
@@ -115,27 +112,6 @@ def warm_up(port: int, path: str, kind: str, round_: int, clients: int, batches:
         assert resp.status in (200, 204), resp.status
 
 
-def start_victoria(data_dir: str) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-    if not os.path.exists(binary):
-        raise SystemExit("victoria-metrics is not installed (apt-get install victoria-metrics)")
-    port = free_port()
-    proc = subprocess.Popen([binary, f"-storageDataPath={data_dir}", f"-httpListenAddr=127.0.0.1:{port}",
-                             "-retentionPeriod=1y", "-loggerLevel=ERROR"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("victoria-metrics did not start")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=3)
@@ -146,41 +122,25 @@ def main() -> int:
     args = parser.parse_args()
 
     results: dict[str, list[float]] = {"rw": [], "json": [], "vm": [], "copy": []}
-    vm_dir = tempfile.mkdtemp(prefix="pgpulse-bench-vm-")
-    vm, vm_port = start_victoria(vm_dir)
-    try:
-        with bench_database("pgpulse_bench_rw") as url:
-            port = free_port()
-            env = {**os.environ, "DATABASE_URL": url, "PGPULSE_AUTH": "off", "PORT": str(port),
-                   "PROXY_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "PROXY_MAX_SERIES": "100000"}
-            proxy = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers",
-                                      str(args.workers), "--threads", str(args.threads)],
-                                     env=env, cwd=ROOT)
-            try:
-                wait_ready(port)
-                for r in range(args.repeat):
-                    # Each protocol writes its own times (rounds 1, 2, 3 ... apart), so no
-                    # round measures overwrites of another's samples.
-                    warm_up(port, "/api/v1/write", "rw", 3 * r, args.clients, args.batches)
-                    results["rw"].append(senders(port, "/api/v1/write", "rw", args.clients,
-                                                 args.batches, 3 * r))
-                    warm_up(port, "/api/ingest", "json", 3 * r + 1, args.clients, args.batches)
-                    results["json"].append(senders(port, "/api/ingest", "json", args.clients,
-                                                   args.batches, 3 * r + 1))
-                    warm_up(vm_port, "/api/v1/write", "rw", 3 * r, args.clients, args.batches)
-                    results["vm"].append(senders(vm_port, "/api/v1/write", "rw", args.clients,
-                                                 args.batches, 3 * r))
-                    rows, secs = raw_copy(url, args.clients * args.batches * BATCH, 100 + r)
-                    results["copy"].append(rows / secs)
-                    print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()),
-                          flush=True)
-            finally:
-                proxy.terminate()
-                proxy.wait(timeout=30)
-    finally:
-        vm.terminate()
-        vm.wait(timeout=30)
-        shutil.rmtree(vm_dir, ignore_errors=True)
+    with VictoriaMetrics() as vm, bench_database("pgpulse_bench_rw") as url, \
+            Proxy(url, args.workers, args.threads) as proxy:
+        port, vm_port = proxy.port, vm.port
+        for r in range(args.repeat):
+            # Each protocol writes its own times (rounds 1, 2, 3 ... apart), so no
+            # round measures overwrites of another's samples.
+            warm_up(port, "/api/v1/write", "rw", 3 * r, args.clients, args.batches)
+            results["rw"].append(senders(port, "/api/v1/write", "rw", args.clients,
+                                         args.batches, 3 * r))
+            warm_up(port, "/api/ingest", "json", 3 * r + 1, args.clients, args.batches)
+            results["json"].append(senders(port, "/api/ingest", "json", args.clients,
+                                           args.batches, 3 * r + 1))
+            warm_up(vm_port, "/api/v1/write", "rw", 3 * r, args.clients, args.batches)
+            results["vm"].append(senders(vm_port, "/api/v1/write", "rw", args.clients,
+                                         args.batches, 3 * r))
+            rows, secs = raw_copy(url, args.clients * args.batches * BATCH, 100 + r)
+            results["copy"].append(rows / secs)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in results.items()),
+                  flush=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
     spread = {k: f"{min(v):,.0f} - {max(v):,.0f}" for k, v in results.items()}

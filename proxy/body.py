@@ -90,10 +90,15 @@ def raw_body(limit: int) -> bytes:
 def json_body(limit: int) -> tuple[Any, bytes]:
     """(parsed JSON, raw bytes) of the request body."""
     data = raw_body(limit)
+    return parse_json(data), data
+
+
+def parse_json(data: bytes) -> Any:
+    """``data`` parsed as JSON (a request body); 400 saying why when it is not JSON."""
     if not data:
         raise bad_request("empty body: expected a JSON object")
     try:
-        return orjson.loads(data), data
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         # orjson refuses NaN, Infinity, numbers that overflow a double and invalid UTF-8.
         raise bad_request(f"body is not valid JSON: {exc}", position=exc.pos) from None

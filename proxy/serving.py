@@ -9,6 +9,18 @@ thread only once they are complete. In the thread, every read of the body and ev
 write of the answer has a timeout, so a client that stops sending or stops reading
 frees its thread too.
 
+A worker accepts a new connection only while one of its threads is free. gunicorn's
+gthread accepts whenever it has room for a connection, so a worker whose only thread
+is busy with a batch still takes the next keep-alive client, which then waits behind
+it for its whole life while the other workers idle: three senders on three workers
+measured CPU splits of [6.0, 0, 0] s as often as [2.0, 1.9, 1.8] s, and half the
+throughput. Refusing to accept while busy leaves the connection in the listen
+backlog for a worker with a free thread (bench/bench_ingest.py prints the split).
+
+Once the application is loaded, the objects made at start-up (modules, the app,
+its routes and settings) are moved out of the collector's sight (``gc.freeze()``):
+every full collection would otherwise scan them again, for nothing.
+
 Errors answered at this layer (headers too slow or too large, a request gunicorn
 cannot parse) are JSON in the one error shape of the API, like every other answer.
 """
@@ -16,6 +28,7 @@ cannot parse) are JSON in the one error shape of the API, like every other answe
 from __future__ import annotations
 
 import errno
+import gc
 import selectors
 import socket
 import time
@@ -35,6 +48,8 @@ MAX_HEAD_BYTES = 64 * 1024
 _READ_SIZE = 64 * 1024
 # Seconds a stopping worker still waits for a request head already on its way.
 STOP_HEAD_LINGER = 2.0
+# Seconds a fresh connection that sent nothing yet counts as a busy thread.
+RESERVE_S = 1.0
 
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
             414: "URI Too Long", 417: "Expectation Failed",
@@ -98,6 +113,15 @@ class ProxyWorker(ThreadWorker):
         # deadlines are in order too: every one gets the same timeout).
         self.head_conns: dict = {}
         self._stop_capped = False
+        # Requests handed to the thread pool and not finished yet, and connections
+        # accepted whose first bytes have not come yet (see set_accept_enabled).
+        self.busy = 0
+        self.reserved = 0
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        gc.collect()
+        gc.freeze()
 
     def _reads_heads(self) -> bool:
         # TLS and HTTP/2 prior knowledge read the socket themselves in the thread; the
@@ -105,6 +129,19 @@ class ProxyWorker(ThreadWorker):
         return not self.cfg.is_ssl and self.cfg.http2_cleartext not in ("prior-knowledge", "both")
 
     # -- connections in the event loop ---------------------------------------------------
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # Called by gunicorn's loop with "room for another connection": accept only
+        # when a thread is free as well (the module's docstring says why). A fresh
+        # connection counts as busy until its first bytes come (at most RESERVE_S):
+        # otherwise an idle worker could accept every connection of a burst before
+        # the first becomes a request. Once a client has sent something (a slow one
+        # included) its head costs no thread and reserves none.
+        super().set_accept_enabled(enabled and self.busy + self.reserved < self.cfg.threads)
+
+    def _update_accept(self) -> None:
+        if self.alive:
+            self.set_accept_enabled(self.nr_conns < self.worker_connections)
 
     def accept(self, listener) -> None:
         if not self._reads_heads():
@@ -136,11 +173,23 @@ class ProxyWorker(ThreadWorker):
                 conn.parser.unreader.take_buffered()
                 self._read_head(conn, pending)
                 return
+        self.busy += 1
+        self._update_accept()
         super().enqueue_req(conn)
+
+    def finish_request(self, conn, fs) -> None:
+        self.busy -= 1
+        super().finish_request(conn, fs)
+        self._update_accept()
 
     def _read_head(self, conn, already: bytes = b"") -> None:
         conn.sock.setblocking(False)
         conn.head = bytearray(already)
+        conn.reserved_until = None
+        if not already:
+            conn.reserved_until = time.monotonic() + RESERVE_S
+            self.reserved += 1
+            self._update_accept()
         conn.head_deadline = time.monotonic() + (self.header_timeout if self.alive
                                                  else STOP_HEAD_LINGER)
         self.head_conns[conn] = None
@@ -153,6 +202,7 @@ class ProxyWorker(ThreadWorker):
             return
         except OSError:
             data = b""
+        self._unreserve(conn)
         if not data:  # the client went away
             self._end_head(conn)
             self._close(conn)
@@ -174,7 +224,14 @@ class ProxyWorker(ThreadWorker):
                 self._refuse(conn, 414, f"request line longer than {MAX_HEAD_BYTES} bytes",
                              limit_bytes=MAX_HEAD_BYTES)
 
+    def _unreserve(self, conn) -> None:
+        if getattr(conn, "reserved_until", None) is not None:
+            conn.reserved_until = None
+            self.reserved -= 1
+            self._update_accept()
+
     def _end_head(self, conn) -> None:
+        self._unreserve(conn)
         self.head_conns.pop(conn, None)
         try:
             self.poller.unregister(conn.sock)
@@ -203,6 +260,9 @@ class ProxyWorker(ThreadWorker):
             self._stop_capped = True
             for conn in self.head_conns:
                 conn.head_deadline = min(conn.head_deadline, now + STOP_HEAD_LINGER)
+        for conn in list(self.head_conns):
+            if conn.reserved_until is not None and conn.reserved_until <= now:
+                self._unreserve(conn)
         for conn in list(self.head_conns):
             # A stopping worker does not wait for connections that sent nothing yet.
             idle_at_stop = not self.alive and not conn.head

@@ -32,13 +32,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(db_url: str, cwd, **env: str) -> Iterator[str]:
+def served(db_url: str, cwd, workers: int = 2, threads: int = 4, **env: str) -> Iterator[str]:
     """`pgpulse proxy` (2 workers x 4 threads) on a free port; yields its base URL."""
     port = free_port()
     full_env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(port),
                 "PROXY_HOST": "127.0.0.1", "PGPULSE_AUTH": "off", "LOG_LEVEL": "warning", **env}
-    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", "2",
-                             "--threads", "4"], env=full_env, cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "pgpulse", "proxy", "--workers", str(workers),
+                             "--threads", str(threads)], env=full_env, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
 
@@ -149,6 +149,27 @@ def test_slow_heads_and_stalled_bodies_are_timed_out_with_json(db_url, tmp_path)
                                     b'\r\n{"metrics"')
         assert "request body not received in time" in json_error(answer, 408)["error"]
         assert requests.get(base + "/health", timeout=DEADLINE).status_code == 200
+
+
+def test_a_worker_with_every_thread_busy_leaves_new_connections_to_the_others(db_url, tmp_path):
+    # 2 workers x 1 thread; a request whose body stalls holds one worker's only thread
+    # for up to 120 s. Every new connection meanwhile must reach the other worker: a
+    # worker that accepted it while busy would leave it waiting behind the stall.
+    with served(db_url, tmp_path, workers=2, threads=1, PROXY_BODY_TIMEOUT_SECONDS="120") as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as stalled:
+            stalled.sendall(b"POST /api/ingest HTTP/1.1\r\nHost: x\r\n"
+                            b"Content-Type: application/json\r\nContent-Length: 100\r\n"
+                            b'\r\n{"metrics"')
+            time.sleep(1)  # the stalled request reaches its thread first
+            for _ in range(10):
+                with requests.Session() as fresh:
+                    r = fresh.get(base + "/health", timeout=DEADLINE)
+                assert r.json() == {"status": "ok"}
+            stalled.settimeout(0)
+            with contextlib.suppress(BlockingIOError):
+                assert stalled.recv(1) != b"", "the stalled request was ended early"
+                raise AssertionError("the stalled request was answered early")
 
 
 def test_serving_layer_errors_are_json_and_a_long_selector_fits(db_url, tmp_path):

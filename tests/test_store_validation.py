@@ -3,8 +3,10 @@ and the table's rules are the store's rules of a series."""
 
 from __future__ import annotations
 
+import json
 import math
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from pgpulse.store import series
 from pgpulse.store.batch import PG_EPOCH_S, SeriesKey
 from pgpulse.store.errors import InvalidSample
 from pgpulse.store.series import SeriesLimits
-from proxy.validation import SAMPLE_RULES, Limits, validate, validate_plain
+from proxy.validation import SAMPLE_RULES, Limits, decode_typed, validate, validate_plain
 
 NOW_S = 1_800_000_000
 NOW_US = (NOW_S - PG_EPOCH_S) * 1_000_000
@@ -75,6 +77,41 @@ def outcome(check, items):
 def test_fast_path_and_rule_table_agree(items):
     fast, plain = outcome(validate, items), outcome(validate_plain, items)
     assert fast == plain
+
+
+def typed_outcome(body: bytes, max_samples: int = 100):
+    batch = decode_typed(body, LIMITS, NOW_US, max_samples)
+    if batch is None:
+        return None
+    return "accepted", [(k.name, k.labels, k.type) for k in batch.keys], batch.index, batch.rows
+
+
+@settings(max_examples=400, deadline=None)
+@given(batches)
+def test_typed_path_takes_exactly_the_batches_the_rules_accept(items):
+    # The body as a client would send it (NaN and Infinity as the invalid JSON tokens
+    # Python writes); the reference is what the API would do with it.
+    body = json.dumps({"metrics": items}).encode()
+    try:
+        reference = outcome(validate, orjson.loads(body)["metrics"])
+    except orjson.JSONDecodeError:
+        reference = ("not JSON",)
+    typed = typed_outcome(body)
+    if reference[0] == "accepted":
+        assert typed == reference
+    else:
+        assert typed is None
+
+
+def test_typed_path_takes_a_repetitive_batch_and_declines_too_many():
+    items = [{"name": "cpu", "labels": {"host": h, "dev": "x"}, "value": i, "timestamp": NOW_S - i}
+             for h in ("a", "b") for i in range(100)]
+    body = orjson.dumps({"metrics": items, "other": 1})
+    assert typed_outcome(body, 200) == outcome(validate, items)
+    assert typed_outcome(body, 199) is None
+    # The same label set spelled differently is one series.
+    respelled = b'{"metrics": [{"name": "cpu", "labels": {"dev": "x", "host": "a"}, "value": 1}]}'
+    assert len(decode_typed(respelled, LIMITS, NOW_US, 9).rows) == 1
 
 
 def test_both_accept_a_repetitive_batch():

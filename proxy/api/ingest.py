@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, g, request
 
 from pgpulse.store import idempotency, samples, snapshots
-from pgpulse.store.batch import PG_EPOCH_US
+from pgpulse.store.batch import PG_EPOCH_US, Batch
 from pgpulse.store.errors import CardinalityExceeded, InvalidSample, TypeConflict
 from pgpulse.store.series import SeriesCache, SeriesLimits
 from proxy import metrics
@@ -32,11 +32,11 @@ from proxy.api.openapi import (
     param,
 )
 from proxy.auth import require_scope
-from proxy.body import json_body
+from proxy.body import json_body, parse_json, raw_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.ratelimit import charge_samples
 from proxy.state import state
-from proxy.validation import Limits, validate
+from proxy.validation import Limits, decode_typed, validate
 
 log = logging.getLogger("proxy.ingest")
 bp = Blueprint("ingest", __name__)
@@ -108,6 +108,19 @@ def _items(doc: object, field: str, limit: int) -> list:
 _REJECTED = {CardinalityExceeded: "cardinality", TypeConflict: "type_conflict"}
 
 
+def _checked(raw: bytes, limits: Limits, now_us: int, max_samples: int) -> Batch:
+    """The batch of a body the typed path did not take: parsed and validated sample by
+    sample (:func:`proxy.validation.validate`), raising the error of what is wrong."""
+    items: list = []
+    try:
+        with gc_paused():
+            items = _items(parse_json(raw), "metrics", max_samples)
+            return validate(items, limits, now_us)
+    except InvalidSample as exc:
+        metrics.SAMPLES_REJECTED.labels(exc.details["reason"]).inc(len(items))
+        raise
+
+
 @bp.post("/api/ingest")
 @bp.post("/v1/ingest")
 @require_scope("ingest")
@@ -118,15 +131,14 @@ def ingest() -> Response:
     idem = _idempotency_key()
     now_us = time.time_ns() // 1000 - PG_EPOCH_US
     limits = Limits(series_limits, settings.max_past_s, settings.max_future_s)
-    try:
-        with gc_paused():
-            doc, raw = json_body(settings.max_body_bytes)
-            items = _items(doc, "metrics", settings.max_samples)
-            batch = validate(items, limits, now_us)
-    except InvalidSample as exc:
-        metrics.SAMPLES_REJECTED.labels(exc.details["reason"]).inc(len(items))
-        raise
-    charge_samples(len(items))
+    raw = raw_body(settings.max_body_bytes)
+    # The typed path takes a batch that keeps every rule; any other body goes through
+    # the reference parse and validation, which names what is wrong.
+    batch = decode_typed(raw, limits, now_us, settings.max_samples)
+    if batch is None:
+        batch = _checked(raw, limits, now_us, settings.max_samples)
+    count = len(batch.rows)
+    charge_samples(count)
     digest = hashlib.sha256(raw).hexdigest() if idem else ""
     cache = _cache()
     try:
@@ -141,7 +153,7 @@ def ingest() -> Response:
             if idem:
                 idempotency.remember(conn, idem, digest, 200, body, settings.idempotency_ttl_s)
     except (CardinalityExceeded, TypeConflict) as exc:
-        metrics.SAMPLES_REJECTED.labels(_REJECTED[type(exc)]).inc(len(items))
+        metrics.SAMPLES_REJECTED.labels(_REJECTED[type(exc)]).inc(count)
         raise
     cache.update(learned)
     metrics.SAMPLES_INGESTED.inc(written)
