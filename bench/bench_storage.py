@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import requests
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from _db import bench_database, table  # noqa: E402
@@ -169,24 +169,15 @@ def median_ms(fn, rounds: int) -> float:
 
 def victoria_bytes(start: datetime, n: int) -> int:
     """Bytes VictoriaMetrics keeps on disk for the same samples (data and index)."""
-    argv, sys.argv[1:] = sys.argv[1:], []  # bench_promql reads its own arguments when imported
-    try:
-        from bench_promql import victoria
-    finally:
-        sys.argv[1:] = argv
+    from peers import VictoriaMetrics
 
-    data: dict[tuple, list[tuple[int, float]]] = {}
-    for t, sid, v in rows(start, n):
-        data.setdefault((("__name__", "bench_metric"), ("series", str(sid))), []).append(
-            (int(t.timestamp() * 1000), v))
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, _url = victoria(Path(tmp), data)
-        try:
-            time.sleep(5)  # let the in-memory parts reach the disk after the flush
-            return sum(f.stat().st_size for f in (Path(tmp) / "vm").rglob("*") if f.is_file())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    lines = [f'bench_metric{{series="{sid}"}} {v!r} {int(t.timestamp() * 1000)}' for t, sid, v in rows(start, n)]
+    with VictoriaMetrics() as vm:
+        r = requests.post(f"{vm.url}/api/v1/import/prometheus", data="\n".join(lines) + "\n", timeout=600)
+        r.raise_for_status()
+        vm.flush()
+        time.sleep(5)  # let the in-memory parts reach the disk after the flush
+        return sum(f.stat().st_size for f in Path(vm.data_dir).rglob("*") if f.is_file())
 
 
 def timescale_bytes(hours: int) -> tuple[int, int, int]:
