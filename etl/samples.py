@@ -28,6 +28,7 @@ from pgpulse.store import series
 from pgpulse.store.batch import Batch as SampleBatch
 from pgpulse.store.batch import SeriesKey, datetime_us
 from pgpulse.store.errors import StoreError
+from pgpulse.store.tenants import DEFAULT_TENANT
 
 
 @dataclasses.dataclass
@@ -68,7 +69,7 @@ def admit(conn: psycopg.Connection, batch: Batch, limits: series.SeriesLimits) -
             refused[mongo_id] = exc.message
     ids = [0] * len(keys.keys)
     try:
-        ids, _ = series.resolve(conn, keys, limits)
+        ids, _ = series.resolve(conn, keys, limits, tenant=DEFAULT_TENANT)
     except StoreError:
         # Some document would pass a limit: resolve document by document, in batch
         # order, so that every document that fits still loads. resolve() creates
@@ -77,7 +78,7 @@ def admit(conn: psycopg.Connection, batch: Batch, limits: series.SeriesLimits) -
             indices = sorted({k for _, k, _ in doc_rows})
             one = SampleBatch(keys=[keys.keys[k] for k in indices])
             try:
-                doc_ids, _ = series.resolve(conn, one, limits)
+                doc_ids, _ = series.resolve(conn, one, limits, tenant=DEFAULT_TENANT)
             except StoreError as exc:
                 refused[mongo_id] = exc.message
                 continue

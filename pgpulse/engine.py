@@ -25,6 +25,13 @@ def recorded(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
+def distributed(conn: psycopg.Connection) -> bool:
+    """True when this database has Citus (the portable engine's tables sharded across
+    workers, revision 0009): a few reads take another form there (docs/scaling.md)."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()
+    return bool(row[0])
+
+
 def timescale_available(conn: psycopg.Connection) -> bool:
     """True when CREATE EXTENSION timescaledb can succeed here."""
     row = conn.execute(

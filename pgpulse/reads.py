@@ -19,6 +19,7 @@ from psycopg import sql
 
 from pgpulse import tiers
 from pgpulse.promrate import US_PER_S, rates, window_ends
+from pgpulse.store.tier_reads import tier_rows
 from pgpulse.tiers import AGGREGATES, EPOCH, HOST_FIELDS, Retention
 
 __all__ = ["AGGREGATES", "ReadError", "ReadResult", "Segment", "plan", "read_host_field", "read_series"]
@@ -87,12 +88,52 @@ def _agg(agg: str, tier_name: str, value: sql.Composable | None = None, prefix: 
     )
 
 
+# One rolled-up row's own aggregate: what ROLLED_UP_AGGREGATES gives over a bucket
+# holding exactly that row (sum of one value is the value, avg is sum / count, ...),
+# so reading a tier at its own width needs no GROUP BY.
+ROW_AGGREGATES: dict[str, str] = {
+    "avg": "{sum} / nullif({count}, 0)",
+    "min": "{min}",
+    "max": "{max}",
+    "sum": "{sum}",
+    "count": "{count}::double precision",
+    "last": "CASE WHEN {count} > 0 THEN {last} END",
+}
+
+
+def _row_agg(agg: str, prefix: str = "") -> sql.Composable:
+    return sql.SQL(ROW_AGGREGATES[agg]).format(
+        **{c: sql.Identifier(prefix + c) for c in tiers.ROLLUP_COLUMNS})
+
+
 def _bucket(column: str, epoch: bool) -> sql.Composable:
     """The step bucket of ``column``: a timestamptz, or Unix seconds when ``epoch``."""
     expr = sql.SQL("date_bin(%(step)s, {}, %(origin)s)").format(sql.Identifier(column))
-    if epoch:
-        return sql.SQL("extract(epoch FROM {})::double precision").format(expr)
-    return expr
+    return _epoch(expr) if epoch else expr
+
+
+def _epoch(expr: sql.Composable) -> sql.Composable:
+    # date_part gives double precision directly; extract() computes a numeric first.
+    return sql.SQL("date_part('epoch', {})").format(expr)
+
+
+def _tier_query(conn, family: str, seg: Segment, step: timedelta, agg: str, key: str, prefix: str,
+                where: sql.Composable, epoch: bool) -> tuple[sql.Composable, dict[str, object]]:
+    """The points of a rolled-up segment: its rows as they are when the step is the
+    tier's width (buckets and steps share the origin), else regrouped per step."""
+    field = prefix[:-1] if family == "hosts" else None
+    rows, params = tier_rows(conn, family, seg.tier, seg.start, seg.end, field)
+    filters = sql.SQL("bucket >= %(start)s AND bucket < %(end)s {}").format(where)
+    if step == tiers.tier(seg.tier).width:
+        t = _epoch(sql.Identifier("bucket")) if epoch else sql.Identifier("bucket")
+        # Ordered by the key and bucket themselves: the index's order, so no sort.
+        query = sql.SQL("SELECT {key}, {t} AS t, {agg} FROM {rows} WHERE {filters} ORDER BY 1, bucket").format(
+            key=sql.Identifier(key), t=t, agg=_row_agg(agg, prefix), rows=rows, filters=filters)
+    else:
+        query = sql.SQL("SELECT {key}, {t} AS t, {agg} FROM {rows} WHERE {filters} GROUP BY 1, 2 ORDER BY 1, 2").format(
+            key=sql.Identifier(key), t=_bucket("bucket", epoch), agg=_agg(agg, seg.tier, prefix=prefix),
+            rows=rows, filters=filters)
+    return query, params
 
 
 def _read_rate(conn: psycopg.Connection, series_ids: Sequence[int], start: datetime, end: datetime,
@@ -134,9 +175,10 @@ def _read_rate(conn: psycopg.Connection, series_ids: Sequence[int], start: datet
 def _run(conn, segments, step, agg, query_for, params) -> dict[object, list[tuple[datetime, float]]]:
     points: dict[object, list[tuple[datetime, float]]] = {}
     for seg in segments:
-        bound = {**params, "step": step, "origin": EPOCH, "start": seg.start, "end": seg.end}
+        query, extra = query_for(seg, agg)
+        bound = {**params, **extra, "step": step, "origin": EPOCH, "start": seg.start, "end": seg.end}
         # Binary results: thousands of timestamps and floats load several times faster.
-        for key, t, v in conn.execute(query_for(seg, agg), bound, binary=True).fetchall():
+        for key, t, v in conn.execute(query, bound, binary=True).fetchall():
             if v is not None:
                 points.setdefault(key, []).append((t, float(v)))
     return points
@@ -177,18 +219,14 @@ def read_series(
     now = now or datetime.now(UTC)
     segments = plan(start, end, step, retention, now)
 
-    def query_for(seg: Segment, inner: str) -> sql.Composable:
+    def query_for(seg: Segment, inner: str) -> tuple[sql.Composable, dict[str, object]]:
         if seg.tier == "raw":
             return sql.SQL(
                 "SELECT series_id, {t} AS t, {agg} FROM pgpulse_samples(%(ids)s, %(start)s, %(end)s) "
                 "GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value")))
-        return sql.SQL(
-            "SELECT series_id, {t} AS t, {agg} FROM {rel} "
-            "WHERE series_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s "
-            "GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier),
-                 rel=sql.Identifier(tiers.tier(seg.tier).samples))
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value"))), {}
+        return _tier_query(conn, "samples", seg, step, inner, "series_id", "",
+                           sql.SQL("AND series_id = ANY(%(ids)s)"), epoch)
 
     points = _run(conn, segments, step, agg, query_for, {"ids": list(series_ids)})
     return ReadResult(segments[-1].tier if segments else tiers.choose(step).name, segments, points)
@@ -205,9 +243,15 @@ def read_host_field(
     retention: Retention,
     now: datetime | None = None,
     *,
+    tenant: str,
     epoch: bool = False,
 ) -> ReadResult:
-    """Points of one headline ``field`` of host snapshots, keyed by host (None: all hosts).
+    """Points of one headline ``field`` of the host snapshots of ``tenant``, keyed by
+    host (``hosts`` None: all the tenant's hosts).
+
+    The host rollups are keyed by host name alone: a rolled-up tier serves the hosts
+    that have raw snapshots in the tenant and in no other tenant (a host name two
+    tenants share is served from raw data only, never mixed).
 
     With ``epoch`` the points' times are Unix seconds (floats), as in :func:`read_series`.
     """
@@ -220,8 +264,12 @@ def read_host_field(
     segments = plan(start, end, step, retention, now)
     path = list(HOST_FIELDS[field])
     host_filter = sql.SQL("") if hosts is None else sql.SQL("AND host = ANY(%(hosts)s) ")
+    tenant_hosts = sql.SQL(
+        "AND EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id = %(tenant)s AND m.host = r.host) "
+        "AND NOT EXISTS (SELECT 1 FROM system_metrics m WHERE m.tenant_id <> %(tenant)s "
+        "AND m.host = r.host) ")
 
-    def query_for(seg: Segment, inner: str) -> sql.Composable:
+    def query_for(seg: Segment, inner: str) -> tuple[sql.Composable, dict[str, object]]:
         if seg.tier == "raw":
             value = sql.SQL(
                 "CASE WHEN jsonb_typeof(data #> %(path)s) = 'number' "
@@ -229,14 +277,12 @@ def read_host_field(
             )
             return sql.SQL(
                 "SELECT host, {t} AS t, {agg} FROM system_metrics "
-                "WHERE time >= %(start)s AND time < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value), hosts=host_filter)
-        return sql.SQL(
-            "SELECT host, {t} AS t, {agg} FROM {rel} "
-            "WHERE bucket >= %(start)s AND bucket < %(end)s {hosts}GROUP BY 1, 2 ORDER BY 1, 2"
-        ).format(t=_bucket("bucket", epoch), agg=_agg(inner, seg.tier, prefix=field + "_"),
-                 rel=sql.Identifier(tiers.tier(seg.tier).hosts), hosts=host_filter)
+                "WHERE tenant_id = %(tenant)s AND time >= %(start)s AND time < %(end)s {hosts}"
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", value), hosts=host_filter), {}
+        return _tier_query(conn, "hosts", seg, step, inner, "host", field + "_",
+                           sql.Composed([host_filter, tenant_hosts]), epoch)
 
-    params = {"path": path, "hosts": list(hosts) if hosts is not None else None}
+    params = {"path": path, "hosts": list(hosts) if hosts is not None else None, "tenant": tenant}
     points = _run(conn, segments, step, agg, query_for, params)
     return ReadResult(segments[-1].tier if segments else tiers.choose(step).name, segments, points)

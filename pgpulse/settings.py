@@ -28,6 +28,17 @@ class CoreSettings:
         accepts="postgresql:// URL or empty",
         secret=True,
     )
+    database_read_url: str | None = setting(
+        "DATABASE_READ_URL",
+        None,
+        "PostgreSQL URL of a streaming replica of DATABASE_URL's database: the proxy's "
+        "queries (native, PromQL, remote_read, discovery, hosts) and exports read there, "
+        "writes still go to DATABASE_URL. Reads lag by the replica's replay delay "
+        "(`pgpulse status` shows it). Empty: everything on DATABASE_URL.",
+        parse=config.as_url("postgresql", "postgres"),
+        accepts="postgresql:// URL or empty",
+        secret=True,
+    )
     engine: str = setting(
         "PGPULSE_ENGINE",
         "auto",
@@ -153,6 +164,13 @@ class CoreSettings:
         "PROXY_MAX_LABEL_VALUE_LENGTH", 1024,
         "Longest label value, in characters.",
         parse=config.as_int(1), accepts="integer >= 1",
+    )
+    monthly_sample_quota: int = setting(
+        "PGPULSE_MONTHLY_SAMPLE_QUOTA", 0,
+        "Samples each tenant may store per calendar month (UTC), on every ingest "
+        "endpoint together; a batch that would pass it is refused whole (429) until the "
+        "month ends. 0: unlimited. A tenant's own quota, when set, overrides it.",
+        parse=config.as_int(0), accepts="integer >= 0 (0: unlimited)",
     )
 
     def check(self) -> None:

@@ -57,6 +57,7 @@ BLUEPRINTS: tuple[str, ...] = (
     "proxy.api.export",
     "proxy.api.sync",
     "proxy.api.admin",
+    "proxy.api.usage",
     "proxy.api.status",
     "proxy.api.openapi",
     "proxy.api.console",
@@ -109,6 +110,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, etl_source: Source | 
         settings=settings,
         database_url=core.database_url,
         pool=pool,
+        replica_pool=make_pool(core.database_read_url, settings, name="proxy-read")
+        if core.database_read_url else None,
         retention=Retention.from_settings(core),
         ratelimit=RateLimits(settings),
         etl=etl,

@@ -13,6 +13,12 @@ Views declare what they need with ``@require_scope("query")`` (or "ingest",
 "admin"); an admin key may do everything. With PGPULSE_AUTH=off the decorator lets
 every request through.
 
+Tenants: a request acts for its key's tenant (:func:`request_tenant`), whose data
+alone the store lets it read and write. An admin key may act for another tenant by
+naming it in ``X-Scope-OrgID`` (the header of Grafana Mimir and Loki); any other key
+may name only its own. With PGPULSE_AUTH=off the header picks the tenant, and
+without it the request acts for the default tenant.
+
 Wrong or revoked keys and malformed credentials count against the failed
 authentications of the client address (``proxy.ratelimit``); views of the ``query``
 scope are charged one request of the query rate limits here, after authentication.
@@ -29,9 +35,9 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
-from pgpulse.store import keys
+from pgpulse.store import keys, tenants
 from pgpulse.store.audit import Actor
-from pgpulse.store.errors import UnknownKey
+from pgpulse.store.errors import UnknownKey, UnknownTenant
 from pgpulse.store.keys import KEY_PATTERN, SCOPES, hash_key
 from proxy import ratelimit
 from proxy.errors import ApiError
@@ -90,36 +96,63 @@ def reject_key_in_query_string() -> None:
             )
 
 
-def _verify(key: str) -> tuple[int, frozenset[str]]:
+TENANT_HEADER = "X-Scope-OrgID"
+
+
+def _verify(key: str) -> tuple[int, frozenset[str], str]:
     st = state()
     digest = hash_key(key)
     now = time.monotonic()
     cached = st.key_cache.get(digest)
     if cached and cached[0] > now:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     # Runs at most once per cache period per key and process; an address that used up
     # its failed authentications is refused before the database is asked.
     ratelimit.check_auth_failures()
     try:
         with st.connection() as conn:
-            key_id, scopes = keys.verify(conn, digest)
+            key_id, scopes, tenant = keys.verify(conn, digest)
     except UnknownKey as exc:
         st.key_cache.pop(digest, None)
         ratelimit.auth_failed()
         raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-    entry = (now + st.settings.key_cache_s, key_id, scopes)
+    entry = (now + st.settings.key_cache_s, key_id, scopes, tenant)
     if st.settings.key_cache_s > 0:
         with st.lock:
             if len(st.key_cache) > 10_000:  # bounded: a flood of keys cannot grow it
                 st.key_cache.clear()
             st.key_cache[digest] = entry
-    return entry[1], entry[2]
+    return entry[1], entry[2], entry[3]
+
+
+def _named_tenant() -> str | None:
+    """The tenant ``X-Scope-OrgID`` names (None: no header); 400 when malformed."""
+    named = request.headers.get(TENANT_HEADER)
+    if named is None:
+        return None
+    named = named.strip()
+    problem = tenants.id_problem(named)
+    if problem:
+        raise ApiError(400, f"{TENANT_HEADER}: {problem}", header=TENANT_HEADER)
+    return named
+
+
+def _check_tenant_exists(tenant: str) -> None:
+    with state().connection() as conn:
+        if not tenants.exists(conn, tenant):
+            raise UnknownTenant(f"no tenant {tenant!r}", tenant=tenant)
 
 
 def authenticate(scope: str) -> None:
-    """Check the request's key for ``scope``; sets g.api_key_id (None when auth is off)."""
+    """Check the request's key for ``scope``; sets g.api_key_id (None when auth is
+    off) and g.tenant, the tenant the request acts for."""
     g.api_key_id = None
+    g.tenant = None
+    named = _named_tenant()
     if not state().settings.auth:
+        if named is not None and named != tenants.DEFAULT_TENANT:
+            _check_tenant_exists(named)
+        g.tenant = named or tenants.DEFAULT_TENANT
         return
     try:
         key = presented_key()
@@ -131,16 +164,38 @@ def authenticate(scope: str) -> None:
             401, "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key_id, scopes = _verify(key)
+    key_id, scopes, own = _verify(key)
     if scope not in scopes and "admin" not in scopes:
         raise ApiError(403, f"this API key lacks the {scope!r} scope", required_scope=scope,
                        key_scopes=sorted(scopes))
     g.api_key_id = key_id
+    g.key_tenant = own
+    if named is not None and named != own:
+        # The same answer whether or not the named tenant exists: a key learns
+        # nothing of other tenants.
+        if "admin" not in scopes:
+            raise ApiError(403, f"this API key may act only for its own tenant; {TENANT_HEADER} "
+                                "names another (an admin key may name any tenant)",
+                           header=TENANT_HEADER)
+        _check_tenant_exists(named)
+    g.tenant = named or own
+
+
+def request_tenant() -> str:
+    """The tenant the current request acts for (set by :func:`authenticate`).
+
+    Raises RuntimeError in a request that was not authenticated: a view reaching
+    tenant data without ``require_scope`` is a bug, not the default tenant's business.
+    """
+    tenant = g.get("tenant")
+    if tenant is None:
+        raise RuntimeError("request_tenant() in a request that was not authenticated")
+    return tenant
 
 
 def actor() -> Actor:
     """Who makes the current request, for the audit log: its key and address."""
-    return Actor.api(g.get("api_key_id"), request.remote_addr)
+    return Actor.api(g.get("api_key_id"), request.remote_addr, g.get("key_tenant"))
 
 
 def require_scope(scope: str) -> Callable[[F], F]:

@@ -14,7 +14,7 @@ from pgpulse.db import APPLICATION_NAME
 from proxy.settings import ProxySettings
 
 
-def make_pool(url: str, settings: ProxySettings) -> ConnectionPool:
+def make_pool(url: str, settings: ProxySettings, name: str = "proxy") -> ConnectionPool:
     """A pool that connects in the background, so a proxy starts even while the
     database is down (and answers 503 until it is back)."""
     options = f"-c statement_timeout={settings.statement_timeout_ms}"
@@ -24,11 +24,11 @@ def make_pool(url: str, settings: ProxySettings) -> ConnectionPool:
         max_size=settings.pool_size,
         timeout=settings.db_timeout_s,
         kwargs={
-            "application_name": APPLICATION_NAME + "-proxy",
+            "application_name": APPLICATION_NAME + "-" + name,
             "connect_timeout": max(1, int(settings.db_timeout_s)),
             "options": options,
         },
-        name="proxy",
+        name=name,
         open=True,
         # A connection the server closed (restart, failover, idle kill) is replaced at
         # checkout for the price of one round trip, instead of failing a request.

@@ -22,9 +22,13 @@ from pgpulse.store.errors import (
     CardinalityExceeded,
     IdempotencyConflict,
     InvalidSample,
+    QuotaExceeded,
     StoreError,
+    TenantExists,
+    TenantInUse,
     TypeConflict,
     UnknownKey,
+    UnknownTenant,
 )
 
 log = logging.getLogger("proxy.errors")
@@ -107,6 +111,10 @@ STORE_STATUS: dict[type[StoreError], int] = {
     TypeConflict: 409,
     IdempotencyConflict: 409,
     CardinalityExceeded: 429,
+    UnknownTenant: 404,
+    TenantExists: 409,
+    TenantInUse: 409,
+    QuotaExceeded: 429,
 }
 
 
@@ -118,8 +126,15 @@ def store_status(exc: StoreError) -> int:
     return 400
 
 
+def store_headers(exc: StoreError) -> dict[str, str] | None:
+    """Headers of a store refusal: a quota refusal says when to try again (its reset)."""
+    if isinstance(exc, QuotaExceeded):
+        return {"Retry-After": str(exc.details["retry_after"])}
+    return None
+
+
 def store_error_response(exc: StoreError) -> Response:
-    return error_response(store_status(exc), exc.message, **exc.details)
+    return error_response(store_status(exc), exc.message, store_headers(exc), **exc.details)
 
 
 class DatabaseUnavailable(ApiError):

@@ -132,10 +132,10 @@ def check_points(series: int, rng: Range, settings: ProxySettings) -> None:
         )
 
 
-def matched_series(conn, settings: ProxySettings, found_for: Selector) -> list[SeriesRow]:
-    """The series ``found_for`` (the ``query`` parameter's selector) matches; a 400 when
-    they are more than PROXY_MAX_QUERY_SERIES."""
-    found = find_series(conn, found_for, settings.max_query_series)
+def matched_series(conn, settings: ProxySettings, found_for: Selector, *, tenant: str) -> list[SeriesRow]:
+    """The series of ``tenant`` that ``found_for`` (the ``query`` parameter's selector)
+    matches; a 400 when they are more than PROXY_MAX_QUERY_SERIES."""
+    found = find_series(conn, found_for, settings.max_query_series, tenant=tenant)
     if len(found) > settings.max_query_series:
         raise bad_request(f"the selector matches more than {settings.max_query_series} series",
                           parameter="query", limit=settings.max_query_series)

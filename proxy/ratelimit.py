@@ -53,6 +53,26 @@ REDIS_RETRY_SECONDS = 10.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
+class LockedMemoryStorage(MemoryStorage):
+    """limits' in-memory storage with its increments taken one at a time.
+
+    ``MemoryStorage.incr`` restarts its expiry timer without a lock: two threads of a
+    gthread worker charging at once can both find the timer stopped and start the
+    same new timer twice, a RuntimeError ("threads can only be started once") that
+    turns the request into a 500 (fixed upstream in limits' pull request 352, not in
+    the release installed here). One lock per process: an increment is a few
+    microseconds, far below a request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._incr_lock = threading.Lock()
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        with self._incr_lock:
+            return super().incr(key, expiry, amount)
+
+
 def _items(rate: str | None) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(rate)) if rate else ()
 
@@ -69,7 +89,7 @@ class RateLimits:
         self.query_address = _items(settings.ratelimit_query_address)
         self.auth_failures = _items(settings.ratelimit_auth_failures)
         self.shared = settings.redis_url is not None
-        self._memory = FixedWindowRateLimiter(MemoryStorage())
+        self._memory = FixedWindowRateLimiter(LockedMemoryStorage())
         self._primary: FixedWindowRateLimiter | None = None
         if self.enabled and settings.redis_url:
             # wrap_exceptions: any failure of the client surfaces as limits' StorageError;

@@ -33,12 +33,14 @@ class ProxyState:
     retention: Retention
     # The rate limits and their counters (proxy.ratelimit), built by create_app.
     ratelimit: RateLimits
+    # Where reads go (DATABASE_READ_URL, a streaming replica); None: the pool above.
+    replica_pool: ConnectionPool | None = None
     # The ETL service of the sync endpoints, built by create_app; None when the ETL is
     # off, and then etl_off says why (the endpoints answer 503 with it).
     etl: EtlService | None = None
     etl_off: str | None = None
     # API keys verified recently: key hash -> (expires at monotonic time, key id, scopes).
-    key_cache: dict[str, tuple[float, int, frozenset[str]]] = dataclasses.field(default_factory=dict)
+    key_cache: dict[str, tuple[float, int, frozenset[str], str]] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     # Series ids by (name, labels), shared by the ingest requests.
     series_cache: SeriesCache = dataclasses.field(default_factory=SeriesCache)
@@ -51,11 +53,25 @@ class ProxyState:
         with self.pool.connection() as conn:
             yield conn
 
+    @property
+    def read_pool(self) -> ConnectionPool:
+        """The pool reads use: the replica's when DATABASE_READ_URL is set."""
+        return self.replica_pool or self.pool
+
+    @contextmanager
+    def read_connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection for a read (a query, discovery, an export): on the
+        replica when there is one. Nothing may be written through it."""
+        with self.read_pool.connection() as conn:
+            yield conn
+
     def close(self) -> None:
         """Release the pool and the ETL's MongoDB client."""
         if self.etl is not None:
             self.etl.close()
         self.ratelimit.close()
+        if self.replica_pool is not None:
+            self.replica_pool.close()
         self.pool.close()
 
 

@@ -13,6 +13,12 @@ test about one engine's mechanism says so with ``@pytest.mark.engine("portable")
 (or ``"timescale"``); on the other engine it is deselected, and the terminal
 summary lists what was left out and why (docs/storage.md, "Running the tests on
 each engine").
+
+Tests that need a Citus cluster (a coordinator with workers, docs/scaling.md) carry
+``@pytest.mark.citus`` and run only when ``PGPULSE_TEST_CITUS_URL`` names a database on
+the coordinator where ``CREATE EXTENSION citus`` was run and the workers added (the
+tests migrate it, from nothing, themselves); otherwise they are deselected and the
+summary says so.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ _counter = itertools.count()
 
 ENGINES = ("portable", "timescale")
 ENGINE = os.environ.get("PGPULSE_TEST_ENGINE", "portable")
+CITUS_URL = os.environ.get("PGPULSE_TEST_CITUS_URL") or None
 _deselected: list[str] = []
+_no_citus: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,11 +58,19 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "engine(name): the test is about that engine's mechanism and runs only when "
         "PGPULSE_TEST_ENGINE is that engine (deselected, and listed, otherwise)"
     )
+    config.addinivalue_line(
+        "markers", "citus: the test needs a Citus coordinator with workers and runs only when "
+        "PGPULSE_TEST_CITUS_URL names one (deselected, and counted, otherwise)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep, drop = [], []
     for item in items:
+        if CITUS_URL is None and item.get_closest_marker("citus") is not None:
+            drop.append(item)
+            _no_citus.append(item.nodeid)
+            continue
         marker = item.get_closest_marker("engine")
         if marker is not None:
             unknown = set(marker.args) - set(ENGINES)
@@ -67,7 +83,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-        _deselected.extend(item.nodeid for item in drop)
+        _deselected.extend(item.nodeid for item in drop if item.nodeid not in _no_citus)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -86,6 +102,10 @@ def pytest_testnodedown(node, error) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _no_citus:
+        terminalreporter.write_sep("-", "citus")
+        terminalreporter.write_line(
+            f"{len(_no_citus)} tests deselected: they need a Citus cluster (set PGPULSE_TEST_CITUS_URL)")
     terminalreporter.write_sep("-", f"engine: {ENGINE}")
     if not _deselected:
         terminalreporter.write_line("no test deselected for the engine")
@@ -128,6 +148,14 @@ def test_engine() -> str:
     """The engine under test (``PGPULSE_TEST_ENGINE``): what ``auto`` resolves to on the
     server under test, and the mode of every ``db_url``."""
     return ENGINE
+
+
+@pytest.fixture(scope="session")
+def citus_url() -> str:
+    """``PGPULSE_TEST_CITUS_URL``: a database on a Citus coordinator (tests marked
+    ``citus`` only; the others never see it)."""
+    assert CITUS_URL is not None, "a citus test ran without PGPULSE_TEST_CITUS_URL"
+    return CITUS_URL
 
 
 @pytest.fixture(scope="session")

@@ -148,7 +148,8 @@ def load_into_pgpulse(data: DataSet, conn: psycopg.Connection) -> None:
         for t, v in points:
             batch.rows.append((t * 1000 - PG_EPOCH_US, k, v))
     with conn.transaction():
-        write_batch(conn, batch, SeriesLimits(max_series=100_000, max_series_per_metric=10_000))
+        write_batch(conn, batch, SeriesLimits(max_series=100_000, max_series_per_metric=10_000),
+                    tenant="default")
 
 
 def free_port() -> int:

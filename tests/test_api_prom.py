@@ -26,7 +26,7 @@ def _write(db_url: str, rows: list[tuple[str, dict[str, str], int, float]],
         batch.stale.append((t * 1_000_000 - PG_EPOCH_US, batch.series(name, labels)))
     batch.metadata.update(metadata or {})
     with psycopg.connect(db_url) as conn, conn.transaction():
-        write_batch(conn, batch, SeriesLimits())
+        write_batch(conn, batch, SeriesLimits(), tenant="default")
 
 
 def _seed(db_url: str) -> None:

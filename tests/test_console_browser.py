@@ -47,6 +47,7 @@ HOSTS = ("db1", "web1", "web2")
 FIELDS = ("cpu_percent", "mem_percent", "load1", "rootfs_percent", "disk_read_bps",
           "disk_write_bps", "net_rx_bps", "net_tx_bps")
 TIMEOUT_MS = 60_000  # generous: a busy 2-core machine
+USAGE_QUOTA = 1_000_000
 
 
 def _check_setup() -> None:
@@ -77,7 +78,7 @@ def populated(module_db_url: str) -> Iterator[dict]:
         items += [snapshot(host, now - timedelta(minutes=5 * i), i) for i in range(12, 2 * 288)]
         items += [snapshot(host, now - timedelta(minutes=i), i) for i in range(60)]
     with psycopg.connect(module_db_url) as conn:
-        snapshots.write(conn, items)
+        snapshots.write(conn, items, tenant="default")
     tiers.refresh(module_db_url, load_core({}, database_url=module_db_url), backfill=True)
     yield {
         "url": module_db_url,
@@ -93,7 +94,9 @@ def mongo() -> mongomock.MongoClient:
 
 @pytest.fixture(scope="module")
 def live(populated, mongo) -> Iterator[str]:
-    config = {"DATABASE_URL": populated["url"], "PGPULSE_AUTH": "on", "MONGO_URI": MONGO_URI}
+    # A monthly quota far above what the tests write: the usage page shows its meter.
+    config = {"DATABASE_URL": populated["url"], "PGPULSE_AUTH": "on", "MONGO_URI": MONGO_URI,
+              "PGPULSE_MONTHLY_SAMPLE_QUOTA": str(USAGE_QUOTA)}
     app = create_app(config, etl_source=MockSource(load_etl(config), mongo))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -527,6 +530,20 @@ def test_cardinality_page(session):
     session.shot("cardinality")
 
 
+def test_usage_page(session):
+    page = session.page
+    page.get_by_role("link", name="Usage").click()
+    page.locator("#usage-months tbody tr").first.wait_for()
+    usage = api(session.base, session_key(session), "/api/usage", months=12)
+    assert usage["quota"] == USAGE_QUOTA and usage["used"] > 0  # the live fixture's samples
+    meter = page.get_by_label(re.compile(rf"^Samples stored in .+: {usage['used']} of the quota {USAGE_QUOTA} "))
+    assert meter.get_attribute("value") == str(usage["used"])
+    rows = page.locator("#usage-months tbody tr")
+    assert [r.get_attribute("data-month") for r in rows.all()] == [m["month"] for m in usage["months"]]
+    assert rows.first.locator("td").inner_text() == str(usage["used"])
+    session.shot("usage")
+
+
 def test_replay_a_reject(session, live, populated, mongo):
     collection = mongo["pgpulse"]["readings"]
     bad = collection.insert_one(reading(50, time="later")).inserted_id
@@ -584,7 +601,7 @@ def test_status_page(session, test_engine):
 # -- accessibility ----------------------------------------------------------------------
 
 PAGES = ("hosts", "host/web1", "explore?query=rate(cpu_temp[5m])", "explore?lang=native&query=cpu_temp",
-         "cardinality", "etl", "status")
+         "cardinality", "usage", "etl", "status")
 
 
 def _tab_through(page, presses: int = 60) -> set[str]:
@@ -618,7 +635,7 @@ def test_each_page_is_accessible(session, fragment):
         'main input, main select, main button, nav a')].filter((e) => e.offsetParent !== null)
         .map((e) => e.id || e.getAttribute('aria-label') || e.textContent.trim().slice(0, 40))""")
     assert "skip" in reached  # the skip link (by its id)
-    assert {"Hosts", "Explore", "Cardinality", "Readings ETL", "Status"} <= reached
+    assert {"Hosts", "Explore", "Cardinality", "Usage", "Readings ETL", "Status"} <= reached
     assert set(controls) <= reached, set(controls) - reached
     # The skip link moves focus to the content.
     page.keyboard.press("Shift+Tab")

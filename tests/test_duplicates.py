@@ -154,20 +154,20 @@ def batch(*rows: tuple[int, float], name: str = "m") -> Batch:
 def test_batch_with_one_key_twice_keeps_the_later_row(db_url, conn):
     limits = series.SeriesLimits()
     with psycopg.connect(db_url) as c:
-        assert samples.write_batch(c, batch((0, 1.0), (1, 5.0), (0, 2.0), (0, 3.0)), limits)[0] == 4
+        assert samples.write_batch(c, batch((0, 1.0), (1, 5.0), (0, 2.0), (0, 3.0)), limits, tenant="default")[0] == 4
     assert stored(conn) == [(T0, 3.0), (T0 + 1, 5.0)]
     # Several batches in one transaction: each later batch wins over the earlier ones.
     with psycopg.connect(db_url) as c:
-        samples.write_batch(c, batch((0, 7.0), (2, 8.0)), limits)
-        samples.write_batch(c, batch((0, 9.0), (0, 4.0), (1, 5.0)), limits)
-        samples.write_batch(c, batch((3, 6.0)), limits)  # no conflict: the plain COPY
+        samples.write_batch(c, batch((0, 7.0), (2, 8.0)), limits, tenant="default")
+        samples.write_batch(c, batch((0, 9.0), (0, 4.0), (1, 5.0)), limits, tenant="default")
+        samples.write_batch(c, batch((3, 6.0)), limits, tenant="default")  # no conflict: the plain COPY
     assert stored(conn) == [(T0, 4.0), (T0 + 1, 5.0), (T0 + 2, 8.0), (T0 + 3, 6.0)]
 
 
 def test_write_stays_inside_the_callers_transaction(db_url, conn):
     limits = series.SeriesLimits()
     with psycopg.connect(db_url) as c:
-        samples.write_batch(c, batch((0, 1.0)), limits)
+        samples.write_batch(c, batch((0, 1.0)), limits, tenant="default")
     with psycopg.connect(db_url) as c:
         [[sid]] = c.execute("SELECT id FROM series").fetchall()
         c.commit()  # idle: the write's savepoint must open a transaction, not commit one

@@ -180,7 +180,7 @@ def test_host_fields_have_no_rate(conn):
     now = datetime.now(UTC)
     with pytest.raises(ReadError, match="gauges"):
         read_host_field(conn, None, "load1", now - timedelta(hours=1), now, timedelta(minutes=1), "rate",
-                        Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days=10)))
+                        Retention(raw=timedelta(days=1), m5=timedelta(days=3), h1=timedelta(days=10)), tenant="default")
 
 
 # --- Against Prometheus itself -------------------------------------------------------

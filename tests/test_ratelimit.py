@@ -15,6 +15,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -307,3 +309,44 @@ def test_limits_hold_across_two_proxy_processes(db_url, redis_url, tmp_path):
         assert requests.get(one + "/api/labels", headers=wrong, timeout=DEADLINE).status_code == 429
     finally:
         _stop([p1, p2])
+
+
+def test_memory_counter_increments_one_at_a_time(monkeypatch):
+    """The in-memory counters are hit by the threads of a gthread worker at once; the
+    library's increment restarts its expiry timer without a lock (two threads could
+    start one timer twice: a 500), so pgpulse's memory storage takes them one at a
+    time. Checked by making each increment of the library slow and watching for two
+    at once."""
+    from limits.storage import MemoryStorage
+
+    from proxy.ratelimit import LockedMemoryStorage
+
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+    library_incr = MemoryStorage.incr
+
+    def slow_incr(self, key, expiry, amount=1):
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.02)
+        try:
+            return library_incr(self, key, expiry, amount)
+        finally:
+            with guard:
+                inside -= 1
+
+    monkeypatch.setattr(MemoryStorage, "incr", slow_incr)
+    storage = LockedMemoryStorage()
+    barrier = threading.Barrier(4)
+
+    def hit(k: int) -> int:
+        barrier.wait()
+        return storage.incr("ingest/key/1", 60, 10)
+
+    with ThreadPoolExecutor(4) as pool:
+        totals = sorted(pool.map(hit, range(4)))
+    assert most == 1, "two increments ran at once"
+    assert totals == [10, 20, 30, 40]

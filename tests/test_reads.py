@@ -122,16 +122,16 @@ def test_read_host_field_raw_and_tiers(conn):
         (start, end),
     )
     conn.execute("SELECT * FROM pgpulse_refresh_tiers('1 hour', '14 days', '90 days')")
-    raw = read_host_field(conn, ["a"], "load1", start, end, timedelta(minutes=1), "avg", SHORT)
+    raw = read_host_field(conn, ["a"], "load1", start, end, timedelta(minutes=1), "avg", SHORT, tenant="default")
     assert raw.tier == "raw" and set(raw.points) == {"a"} and len(raw.points["a"]) == 120
-    hourly = read_host_field(conn, None, "load1", start, end, timedelta(hours=1), "count", SHORT)
+    hourly = read_host_field(conn, None, "load1", start, end, timedelta(hours=1), "count", SHORT, tenant="default")
     assert hourly.tier == "1h" and set(hourly.points) == {"a", "b"}
     assert [v for _, v in hourly.points["b"]] == [360.0, 360.0]
 
 
 def test_bad_reads_are_refused(conn):
     with pytest.raises(ReadError, match="unknown host field"):
-        read_host_field(conn, None, "cpu; drop table x", NOW - timedelta(hours=1), NOW, timedelta(minutes=1), "avg", SHORT)
+        read_host_field(conn, None, "cpu; drop table x", NOW - timedelta(hours=1), NOW, timedelta(minutes=1), "avg", SHORT, tenant="default")
     with pytest.raises(ReadError, match="unknown aggregate"):
         read_series(conn, [1], NOW - timedelta(hours=1), NOW, timedelta(minutes=1), "median", SHORT)
     with pytest.raises(ReadError, match="step must be positive"):

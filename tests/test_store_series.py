@@ -31,26 +31,26 @@ def test_series_made_once_and_cached_after_commit(conn, db_url):
     b = batch_of(("m", {"b": "2", "a": "1"}, None), ("m", {"a": "1", "b": "2"}, "counter"))
     assert len(b.keys) == 1  # label order does not make another series
     with psycopg.connect(db_url) as c:
-        written, learned = samples.write_batch(c, b, limits, cache)
-        assert cache.get(("m", (("a", "1"), ("b", "2")))) is None  # not before the commit
+        written, learned = samples.write_batch(c, b, limits, cache, tenant="default")
+        assert cache.get(("default", ("m", (("a", "1"), ("b", "2"))))) is None  # not before the commit
     cache.update(learned)
     assert written == 2 and count(conn, "series") == 1 and count(conn, "samples") == 2
-    sid, typ = cache.get(("m", (("a", "1"), ("b", "2"))))
+    sid, typ = cache.get(("default", ("m", (("a", "1"), ("b", "2")))))
     assert typ == "counter"
     with psycopg.connect(db_url) as c:
-        ids, learned = series.resolve(c, batch_of(("m", {"a": "1", "b": "2"}, None)), limits, cache)
+        ids, learned = series.resolve(c, batch_of(("m", {"a": "1", "b": "2"}, None)), limits, cache, tenant="default")
     assert ids == [sid] and learned == {}  # from the cache, no lookup
 
 
 def test_limits_refuse_and_create_nothing(conn, db_url):
     limits = series.SeriesLimits(max_series=3, max_series_per_metric=2)
     with psycopg.connect(db_url) as c:
-        samples.write_batch(c, batch_of(("a", {"i": "1"}, None), ("a", {"i": "2"}, None)), limits)
+        samples.write_batch(c, batch_of(("a", {"i": "1"}, None), ("a", {"i": "2"}, None)), limits, tenant="default")
     with psycopg.connect(db_url) as c, pytest.raises(CardinalityExceeded) as info:
-        series.resolve(c, batch_of(("a", {"i": "3"}, None)), limits)
+        series.resolve(c, batch_of(("a", {"i": "3"}, None)), limits, tenant="default")
     assert info.value.details["metric"] == "a" and info.value.details["current"] == 2
     with psycopg.connect(db_url) as c, pytest.raises(CardinalityExceeded) as info:
-        series.resolve(c, batch_of(("b", {}, None), ("c", {}, None)), limits)
+        series.resolve(c, batch_of(("b", {}, None), ("c", {}, None)), limits, tenant="default")
     assert info.value.details == {"limit": 3, "current": 2, "new_series": 2,
                                   "hint": info.value.details["hint"]}
     assert count(conn, "series") == 2
@@ -59,12 +59,12 @@ def test_limits_refuse_and_create_nothing(conn, db_url):
 def test_type_rule(conn, db_url):
     limits = series.SeriesLimits()
     with psycopg.connect(db_url) as c:
-        samples.write_batch(c, batch_of(("reqs", {}, "counter")), limits)
+        samples.write_batch(c, batch_of(("reqs", {}, "counter")), limits, tenant="default")
     with psycopg.connect(db_url) as c, pytest.raises(TypeConflict) as info:
-        series.resolve(c, batch_of(("ok", {}, None), ("reqs", {}, "gauge")), limits)
+        series.resolve(c, batch_of(("ok", {}, None), ("reqs", {}, "gauge")), limits, tenant="default")
     assert info.value.details == {"index": 1, "field": "type", "series_type": "counter"}
     with psycopg.connect(db_url) as c:  # no declared type: any series' type goes
-        ids, _ = series.resolve(c, batch_of(("reqs", {}, None)), limits)
+        ids, _ = series.resolve(c, batch_of(("reqs", {}, None)), limits, tenant="default")
     assert len(ids) == 1
 
 
@@ -73,7 +73,7 @@ def test_no_series_breaking_a_rule_is_made_even_unchecked(conn, db_url):
     for keys in ([("bad name", {}, None)], [("m", {"__name__": "x"}, None)],
                  [("m", {"k": "toolong"}, None)], [("m", {}, "histogram")]):
         with psycopg.connect(db_url) as c, pytest.raises(InvalidSample):
-            series.resolve(c, batch_of(*keys), limits)
+            series.resolve(c, batch_of(*keys), limits, tenant="default")
     assert count(conn, "series") == 0
 
 

@@ -31,7 +31,7 @@ BAD = [
 @pytest.mark.parametrize(("bad", "field"), BAD)
 def test_one_rule_set_for_the_sink_and_the_api(bad, field, conn, db_url, client):
     with psycopg.connect(db_url) as c, pytest.raises(InvalidSample) as info:
-        snapshots.write(c, [GOOD, bad])
+        snapshots.write(c, [GOOD, bad], tenant="default")
     assert info.value.details == {"index": 1, "field": field, "invalid_count": 1, "total": 2}
     # The collector's sink refuses it for good (not an outage) ...
     data = bad["data"] if isinstance(bad["data"], str) else orjson.dumps(bad["data"]).decode()
@@ -47,10 +47,10 @@ def test_one_rule_set_for_the_sink_and_the_api(bad, field, conn, db_url, client)
 def test_window_is_the_callers(conn, db_url):
     old = {**GOOD, "time": (NOW - timedelta(days=30)).isoformat()}
     with psycopg.connect(db_url) as c, pytest.raises(InvalidSample, match="now - 86400s"):
-        snapshots.write(c, [old], snapshots.Window(86400, 60))
+        snapshots.write(c, [old], snapshots.Window(86400, 60), tenant="default")
     with psycopg.connect(db_url) as c:  # the collector's sink writes any age
-        assert snapshots.write(c, [old, GOOD]) == 2
-        assert snapshots.write(c, [old, GOOD]) == 0
+        assert snapshots.write(c, [old, GOOD], tenant="default") == 2
+        assert snapshots.write(c, [old, GOOD], tenant="default") == 0
 
 
 def test_idempotency_replay_and_conflict(conn, db_url):

@@ -29,7 +29,7 @@ def test_markers_are_stored_apart_from_values(db_url):
     b.stale.append((us(T0 + timedelta(seconds=15)), up))
     b.stale.append((us(T0 + timedelta(seconds=15)), up))  # twice in a batch: one marker
     with psycopg.connect(db_url) as conn:
-        taken, _ = samples.write_batch(conn, b, LIMITS)
+        taken, _ = samples.write_batch(conn, b, LIMITS, tenant="default")
     with psycopg.connect(db_url) as conn:
         assert taken == 1
         assert conn.execute("SELECT value FROM samples").fetchall() == [(1.0,)]
@@ -37,7 +37,7 @@ def test_markers_are_stored_apart_from_values(db_url):
         assert staleness.read(conn, [sid], T0, T0 + timedelta(minutes=1)) == [(sid, T0 + timedelta(seconds=15))]
         # Sent again (a retried request): nothing changes.
         with conn.transaction():
-            samples.write_batch(conn, b, LIMITS)
+            samples.write_batch(conn, b, LIMITS, tenant="default")
         assert conn.execute("SELECT count(*) FROM stale_markers").fetchone() == (1,)
 
 
@@ -47,7 +47,7 @@ def test_a_sample_at_the_same_time_hides_the_marker(db_url):
     b.stale.append((us(T0), k))
     b.rows.append((us(T0), k, 2.5))
     with psycopg.connect(db_url) as conn:
-        samples.write_batch(conn, b, LIMITS)
+        samples.write_batch(conn, b, LIMITS, tenant="default")
     with psycopg.connect(db_url) as conn:
         (sid,) = conn.execute("SELECT id FROM series").fetchone()
         assert staleness.read(conn, [sid], T0 - timedelta(hours=1), T0 + timedelta(hours=1)) == []
@@ -61,7 +61,7 @@ def test_batch_with_bad_metadata_writes_nothing(db_url):
     b.metadata["requests_total"] = ("countr", "Requests.", "")
     with psycopg.connect(db_url) as conn, pytest.raises(InvalidSample, match="countr|counter"):
         with conn.transaction():
-            samples.write_batch(conn, b, LIMITS)
+            samples.write_batch(conn, b, LIMITS, tenant="default")
     with psycopg.connect(db_url) as conn:
         for table in ("series", "samples", "stale_markers", "metric_metadata"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table  # noqa: S608
@@ -71,16 +71,16 @@ def test_metadata_latest_word_wins(db_url):
     with psycopg.connect(db_url) as conn:
         with conn.cursor() as cur:
             metadata.upsert(cur, {"http_requests": ("counter", "Requests.", ""),
-                                  "latency_seconds": ("histogram", "Latency.", "seconds")})
+                                  "latency_seconds": ("histogram", "Latency.", "seconds")}, tenant="default")
         first = conn.execute("SELECT updated_at FROM metric_metadata WHERE name = 'http_requests'").fetchone()
         with conn.cursor() as cur:
-            metadata.upsert(cur, {"http_requests": ("counter", "Requests.", "")})  # unchanged: no new version
-            metadata.upsert(cur, {"latency_seconds": ("summary", "Latency now.", "seconds")})
+            metadata.upsert(cur, {"http_requests": ("counter", "Requests.", "")}, tenant="default")  # unchanged: no new version
+            metadata.upsert(cur, {"latency_seconds": ("summary", "Latency now.", "seconds")}, tenant="default")
         assert conn.execute("SELECT updated_at FROM metric_metadata WHERE name = 'http_requests'").fetchone() == first
-        assert metadata.read(conn) == [("http_requests", "counter", "Requests.", ""),
+        assert metadata.read(conn, tenant="default") == [("http_requests", "counter", "Requests.", ""),
                                        ("latency_seconds", "summary", "Latency now.", "seconds")]
-        assert metadata.read(conn, "latency_seconds") == [("latency_seconds", "summary", "Latency now.", "seconds")]
-        assert metadata.read(conn, limit=1) == [("http_requests", "counter", "Requests.", "")]
+        assert metadata.read(conn, "latency_seconds", tenant="default") == [("latency_seconds", "summary", "Latency now.", "seconds")]
+        assert metadata.read(conn, limit=1, tenant="default") == [("http_requests", "counter", "Requests.", "")]
 
 
 def test_markers_past_the_raw_retention_are_pruned(db_url, core_settings):
@@ -90,7 +90,7 @@ def test_markers_past_the_raw_retention_are_pruned(db_url, core_settings):
     k = b.series("m", {})
     b.stale.extend([(us(old), k), (us(T0), k)])
     with psycopg.connect(db_url) as conn:
-        samples.write_batch(conn, b, LIMITS)
+        samples.write_batch(conn, b, LIMITS, tenant="default")
     assert tiers.prune_stale_markers(db_url, settings) == 1
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT time FROM stale_markers").fetchall() == [(T0,)]

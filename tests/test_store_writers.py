@@ -29,6 +29,7 @@ OWNERS = {
     "stale_markers": "pgpulse/store/staleness.py",
     "metric_metadata": "pgpulse/store/metadata.py",
     "audit_log": "pgpulse/store/audit.py",
+    "tenants": "pgpulse/store/tenants.py",
 }
 
 _NAME = r"([a-z_][a-z0-9_]*)"

@@ -19,6 +19,7 @@ from collector.spool import Entry
 from pgpulse import db
 from pgpulse.store import snapshots
 from pgpulse.store.errors import InvalidSample
+from pgpulse.store.tenants import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class PostgresSink:
         try:
             conn = self._connection()
             inserted = snapshots.write(
-                conn, [{"host": e.host, "time": e.time, "data": e.data} for e in batch]
+                conn, [{"host": e.host, "time": e.time, "data": e.data} for e in batch],
+                tenant=DEFAULT_TENANT,  # the collector writing straight to the database is the operator's
             )
             conn.commit()
         except InvalidSample as exc:

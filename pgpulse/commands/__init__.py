@@ -12,9 +12,10 @@ from pgpulse.commands import (
     proxy,
     scheduler,
     status,
+    tenants,
     tiers,
     up,
 )
 
 # Order is the order of `pgpulse --help`.
-ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, audit, loadgen]
+ALL = [up, collect, migrate, status, tiers, config, backup, proxy, scheduler, etl, keys, tenants, audit, loadgen]

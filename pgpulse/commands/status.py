@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from pgpulse import engine as engine_mode
-from pgpulse import tiers
-from pgpulse.db import connect
+from pgpulse import replica, tiers
+from pgpulse.db import connect, redact
 from pgpulse.runtime import database
 from pgpulse.settings import load_core
 
@@ -36,6 +36,10 @@ def run(args) -> int:
         current = schema.current_revision(conn)
         head = schema.head_revision()
         rows = tiers.status(conn) if mode else []
+        read = None
+        if settings.database_read_url:
+            with connect(settings.database_read_url) as rconn:
+                read = replica.lag(conn, rconn)
     if args.json:
         print(json.dumps({
             "engine": mode,
@@ -48,10 +52,23 @@ def run(args) -> int:
                  "lag_seconds": t.lag.total_seconds() if t.lag is not None else None}
                 for t in rows
             ],
+            "replica": None if read is None else {
+                "url": redact(settings.database_read_url),
+                "in_recovery": read.in_recovery,
+                "replay_delay_seconds": read.replay_delay.total_seconds() if read.replay_delay is not None else None,
+                "bytes_behind": read.bytes_behind,
+            },
         }, indent=2))
         return 0 if current == head else 1
     print(f"engine:  {mode or 'not migrated'}")
     print(f"schema:  {current or 'none'} ({'at head' if current == head else f'head is {head}: run pgpulse migrate'})")
+    if read is not None:
+        where = redact(settings.database_read_url)
+        if read.in_recovery:
+            behind = "-" if read.bytes_behind is None else f"{read.bytes_behind} bytes of WAL"
+            print(f"replica: {where}, replay delay {_age(read.replay_delay)}, behind by {behind}")
+        else:
+            print(f"replica: {where} is not a replica (not in recovery): reads go to a primary")
     if rows:
         print(f"\n{'relation':<20} {'tier':<4} {'rows':>12}  {'newest':<26} {'lag':>8}  late writes pending")
         for t in rows:

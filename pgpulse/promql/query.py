@@ -34,10 +34,11 @@ class Result:
         return {"resultType": self.result_type, "result": self.result}
 
 
-def _evaluator(conn: psycopg.Connection, start_ms: int, end_ms: int, limits: Limits) -> Evaluator:
+def _evaluator(conn: psycopg.Connection, start_ms: int, end_ms: int, limits: Limits,
+               tenant: str) -> Evaluator:
     deadline = time.monotonic() + limits.timeout_s
     limit_statements(conn, int(limits.timeout_s * 1000))
-    evaluator = Evaluator(Reader(conn, limits.max_series, limits.max_samples, lambda: None),
+    evaluator = Evaluator(Reader(conn, limits.max_series, limits.max_samples, lambda: None, tenant=tenant),
                           start_ms, end_ms, deadline)
     evaluator.reader.check = evaluator.check
     return evaluator
@@ -47,10 +48,12 @@ def _metric(labels) -> dict[str, str]:
     return dict(labels)
 
 
-def instant_query(conn: psycopg.Connection, text: str, at_ms: int, limits: Limits) -> Result:
-    """``text`` evaluated at ``at_ms``: a vector, scalar, string or matrix."""
+def instant_query(conn: psycopg.Connection, text: str, at_ms: int, limits: Limits, *,
+                  tenant: str) -> Result:
+    """``text`` evaluated at ``at_ms`` over ``tenant``'s series: a vector, scalar,
+    string or matrix."""
     expr = parse(text)
-    evaluator = _evaluator(conn, at_ms, at_ms, limits)
+    evaluator = _evaluator(conn, at_ms, at_ms, limits, tenant)
     value = evaluator.eval(expr, Ctx([at_ms]))
     t = format_time(at_ms)
     if isinstance(value, Scalar):
@@ -74,8 +77,9 @@ def instant_query(conn: psycopg.Connection, text: str, at_ms: int, limits: Limit
 
 
 def range_query(conn: psycopg.Connection, text: str, start_ms: int, end_ms: int, step_ms: int,
-                limits: Limits) -> Result:
-    """``text`` evaluated at start, start + step, ... <= end: a matrix."""
+                limits: Limits, *, tenant: str) -> Result:
+    """``text`` evaluated over ``tenant``'s series at start, start + step, ... <= end:
+    a matrix."""
     expr = parse(text)
     kind = value_type(expr)
     if kind not in ("scalar", "vector"):
@@ -83,7 +87,7 @@ def range_query(conn: psycopg.Connection, text: str, start_ms: int, end_ms: int,
         raise BadQuery(f'invalid expression type "{name}" for range query, must be Scalar or '
                        "instant Vector")
     times = list(range(start_ms, end_ms + 1, step_ms))
-    evaluator = _evaluator(conn, start_ms, end_ms, limits)
+    evaluator = _evaluator(conn, start_ms, end_ms, limits, tenant)
     value = evaluator.eval(expr, Ctx(times))
     if isinstance(value, Scalar):
         series = [((), list(value.values))]

@@ -47,8 +47,9 @@ class Reader:
     """Reads for one query on one connection, within its limits."""
 
     def __init__(self, conn: psycopg.Connection, max_series: int, max_samples: int,
-                 check: Callable[[], None]) -> None:
+                 check: Callable[[], None], *, tenant: str) -> None:
         self.conn = conn
+        self.tenant = tenant  # every selector reads this tenant's series only
         self.max_series = max_series
         self.max_samples = max_samples
         self.samples = 0
@@ -56,7 +57,7 @@ class Reader:
 
     def load(self, node: pp.VectorSelector, start_ms: int, end_ms: int) -> list[Loaded]:
         """Series ``node`` matches, with their samples and markers in [start_ms, end_ms]."""
-        found = find_series(self.conn, to_selector(node), self.max_series)
+        found = find_series(self.conn, to_selector(node), self.max_series, tenant=self.tenant)
         if len(found) > self.max_series:
             raise ExecutionError(f"the selector {node} matches more than {self.max_series} series "
                                  "(PROXY_MAX_QUERY_SERIES)")

@@ -24,6 +24,8 @@ Reads that are not tier-aware, one module per thing read:
 * :mod:`pgpulse.store.series_reads` the series catalogue: selector matches, discovery,
   cardinality
 * :mod:`pgpulse.store.host_reads`   hosts that sent snapshots, and when
+* :mod:`pgpulse.store.tier_reads`   a rolled-up tier's rows over a range, planned for it
+  (the tier-aware reads of :mod:`pgpulse.reads` build on it)
 * :mod:`pgpulse.store.exports`      raw samples and snapshots streamed out
 
 Callers (the collector's postgres sink, the proxy's views, the ETL, the CLI) pass

@@ -29,9 +29,13 @@ ACTIONS = (
     "key.revoke",
     "restore",
     "reject.replay",
+    "tenant.create",
+    "tenant.update",
+    "tenant.delete",
 )
 MAX_PAGE = 1000
-COLUMNS = ("id", "at", "actor", "actor_key_id", "action", "target", "address", "outcome", "details")
+COLUMNS = ("id", "at", "actor", "actor_key_id", "action", "target", "address", "outcome", "details",
+           "actor_tenant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +45,11 @@ class Actor:
     name: str
     key_id: int | None = None
     address: str | None = None
+    tenant: str | None = None  # the acting key's own tenant
 
     @classmethod
-    def api(cls, key_id: int | None, address: str | None) -> Actor:
-        return cls(f"key:{key_id}" if key_id is not None else "anonymous", key_id, address)
+    def api(cls, key_id: int | None, address: str | None, tenant: str | None = None) -> Actor:
+        return cls(f"key:{key_id}" if key_id is not None else "anonymous", key_id, address, tenant)
 
     @classmethod
     def cli(cls) -> Actor:
@@ -63,9 +68,9 @@ def record(conn: psycopg.Connection, actor: Actor, action: str, *, target: str |
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {outcome!r}")
     row = conn.execute(
-        "INSERT INTO audit_log (actor, actor_key_id, action, target, address, outcome, details) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (actor.name, actor.key_id, action, target, actor.address, outcome, Jsonb(details)),
+        "INSERT INTO audit_log (actor, actor_key_id, action, target, address, outcome, details, "
+        "actor_tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (actor.name, actor.key_id, action, target, actor.address, outcome, Jsonb(details), actor.tenant),
     ).fetchone()
     return row[0]
 
@@ -106,7 +111,7 @@ def list_entries(conn: psycopg.Connection, filters: Filters, *, limit: int = 100
         else:
             action_exact = filters.action
     rows = conn.execute(
-        "SELECT id, at, actor, actor_key_id, action, target, address, outcome, details "
+        "SELECT id, at, actor, actor_key_id, action, target, address, outcome, details, actor_tenant "
         "FROM audit_log WHERE (%(before)s::bigint IS NULL OR id < %(before)s) "
         "AND (%(action)s::text IS NULL OR action = %(action)s) "
         "AND (%(prefix)s::text IS NULL OR starts_with(action, %(prefix)s)) "

@@ -37,3 +37,19 @@ class UnknownKey(StoreError):
 
 class IdempotencyConflict(StoreError):
     """An idempotency key already used with a different request body."""
+
+
+class UnknownTenant(StoreError):
+    """A tenant id that names no tenant."""
+
+
+class TenantExists(StoreError):
+    """A tenant id already taken."""
+
+
+class TenantInUse(StoreError):
+    """A tenant that still owns keys or data cannot be deleted."""
+
+
+class QuotaExceeded(StoreError):
+    """A batch would take a tenant past its monthly quota of stored samples."""

@@ -107,22 +107,26 @@ def _run_row(row: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def list_runs(conn: psycopg.Connection, limit: int = 50, status: str | None = None) -> list[dict[str, Any]]:
-    """The most recent runs, newest first."""
+def list_runs(conn: psycopg.Connection, limit: int = 50, status: str | None = None,
+              tenant: str | None = None) -> list[dict[str, Any]]:
+    """The most recent runs (of ``tenant``; None: of all, for the CLI), newest first."""
     rows = conn.execute(
         sql.SQL(
-            "SELECT {} FROM etl_runs WHERE %(status)s::text IS NULL OR status = %(status)s "
+            "SELECT {} FROM etl_runs WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+            "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
             "ORDER BY started_at DESC, id LIMIT %(limit)s"
         ).format(_RUN_SELECT),
-        {"status": status, "limit": limit},
+        {"status": status, "limit": limit, "tenant": tenant},
     ).fetchall()
     return [_run_row(r) for r in rows]
 
 
-def get_run(conn: psycopg.Connection, run_id: str) -> dict[str, Any] | None:
+def get_run(conn: psycopg.Connection, run_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+    """Run ``run_id`` (when it is one of ``tenant``'s; None: of any tenant)."""
     row = conn.execute(
-        sql.SQL("SELECT {} FROM etl_runs WHERE id = %s").format(_RUN_SELECT),
-        (run_id,),
+        sql.SQL("SELECT {} FROM etl_runs WHERE id = %s AND (%s::text IS NULL OR tenant_id = %s)"
+                ).format(_RUN_SELECT),
+        (run_id, tenant, tenant),
     ).fetchone()
     return _run_row(row) if row else None
 
@@ -184,15 +188,19 @@ def list_rejects(
     ids: Sequence[int] | None = None,
     limit: int = 100,
     with_document: bool = True,
+    tenant: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rejects, newest first: open ones only unless ``open_only`` is False."""
+    """Rejects (of ``tenant``; None: of all), newest first: open ones only unless
+    ``open_only`` is False."""
     rows = conn.execute(
         sql.SQL(
             "SELECT {}, document FROM etl_rejects "
             "WHERE (NOT %(open)s OR replayed_at IS NULL) "
             "AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[])) "
+            "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
             "ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
         ).format(sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))),
-        {"open": open_only, "ids": list(ids) if ids is not None else None, "limit": limit},
+        {"open": open_only, "ids": list(ids) if ids is not None else None, "limit": limit,
+         "tenant": tenant},
     ).fetchall()
     return [_reject_row(r, with_document) for r in rows]

@@ -142,21 +142,23 @@ class RowStream:
 
 
 def samples(pool: ConnectionPool, series_ids: Sequence[int], start: datetime, end: datetime,
-            limits: ExportLimits) -> RowStream:
-    """(series_id, time, value) of ``series_ids`` in [start, end), by series and time."""
+            limits: ExportLimits, *, tenant: str) -> RowStream:
+    """(series_id, time, value) of those of ``series_ids`` that are series of ``tenant``,
+    in [start, end), by series and time."""
     query = sql.SQL(
-        "SELECT series_id, time, value FROM pgpulse_samples(%s, %s, %s) "
+        "SELECT series_id, time, value FROM pgpulse_samples(ARRAY("
+        "SELECT id FROM series WHERE id = ANY(%s) AND tenant_id = %s), %s, %s) "
         "ORDER BY series_id, time"
     )
-    return RowStream(pool, query, [list(series_ids), start, end], limits)
+    return RowStream(pool, query, [list(series_ids), tenant, start, end], limits)
 
 
 def snapshots(pool: ConnectionPool, hosts: Sequence[str] | None, path: Sequence[str] | None,
-              start: datetime, end: datetime, limits: ExportLimits) -> RowStream:
-    """(host, time, value) of host snapshots in [start, end) (of ``hosts``; None: all), by
-    host and time. The value is the whole snapshot as JSON text, or with ``path`` the
+              start: datetime, end: datetime, limits: ExportLimits, *, tenant: str) -> RowStream:
+    """(host, time, value) of the host snapshots of ``tenant`` in [start, end) (of
+    ``hosts``; None: all), by host and time. The value is the whole snapshot as JSON text, or with ``path`` the
     number at that path of it (None where it is not a number)."""
-    params: list[object] = [start, end] + ([list(hosts)] if hosts is not None else [])
+    params: list[object] = [tenant, start, end] + ([list(hosts)] if hosts is not None else [])
     host_filter = sql.SQL("") if hosts is None else sql.SQL(" AND host = ANY(%s)")
     if path is None:
         value = sql.SQL("data::text")
@@ -166,7 +168,8 @@ def snapshots(pool: ConnectionPool, hosts: Sequence[str] | None, path: Sequence[
         )
         params = [list(path), list(path), *params]
     query = sql.SQL(
-        "SELECT host, time, {value} FROM system_metrics WHERE time >= %s AND time < %s{hosts} "
+        "SELECT host, time, {value} FROM system_metrics WHERE tenant_id = %s "
+        "AND time >= %s AND time < %s{hosts} "
         "ORDER BY host, time"
     ).format(value=value, hosts=host_filter)
     return RowStream(pool, query, params, limits)

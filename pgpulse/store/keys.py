@@ -4,6 +4,10 @@ A key is ``pgpk_`` + 43 random URL-safe characters (256 bits). Only its sha256 i
 stored, with a short prefix for display: a random key of that strength needs no
 slow, salted hash. This module is the only writer of ``api_keys``; the proxy's
 ``auth`` module reads keys from requests and asks :func:`verify`.
+
+Every key belongs to one tenant (:mod:`pgpulse.store.tenants`): the tenant whose
+data its requests read and write. Keys made without naming one belong to the
+default tenant.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from collections.abc import Iterable
 
 import psycopg
 
-from pgpulse.store.errors import UnknownKey
+from pgpulse.store.errors import UnknownKey, UnknownTenant
+from pgpulse.store.tenants import DEFAULT_TENANT
 
 SCOPES = ("ingest", "query", "admin")
 KEY_PREFIX = "pgpk_"
@@ -39,51 +44,58 @@ def _check_scopes(scopes: Iterable[str]) -> list[str]:
     return out
 
 
-def create_key(conn: psycopg.Connection, name: str, scopes: Iterable[str]) -> tuple[str, dict]:
-    """Store a new key; returns (the key itself, shown once, and its stored row)."""
+def create_key(conn: psycopg.Connection, name: str, scopes: Iterable[str],
+               tenant: str = DEFAULT_TENANT) -> tuple[str, dict]:
+    """Store a new key of ``tenant``; returns (the key itself, shown once, and its
+    stored row). Raises UnknownTenant when there is no such tenant."""
     scope_list = _check_scopes(scopes)
     if not name.strip():
         raise ValueError("a key needs a name")
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = %s)", (tenant,)).fetchone()[0]:
+        raise UnknownTenant(f"no tenant {tenant!r}", tenant=tenant)
     key = generate_key()
     row = conn.execute(
-        "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES (%s, %s, %s, %s) "
-        "RETURNING id, name, prefix, scopes, created_at",
-        (name, key[:PREFIX_LENGTH], hash_key(key), scope_list),
+        "INSERT INTO api_keys (name, prefix, key_hash, scopes, tenant_id) VALUES (%s, %s, %s, %s, %s) "
+        "RETURNING id, name, prefix, scopes, tenant_id, created_at",
+        (name, key[:PREFIX_LENGTH], hash_key(key), scope_list, tenant),
     ).fetchone()
-    return key, dict(zip(("id", "name", "prefix", "scopes", "created_at"), row, strict=True))
+    return key, dict(zip(("id", "name", "prefix", "scopes", "tenant", "created_at"), row, strict=True))
 
 
-def list_keys(conn: psycopg.Connection, include_revoked: bool = False) -> list[dict]:
+def list_keys(conn: psycopg.Connection, include_revoked: bool = False,
+              tenant: str | None = None) -> list[dict]:
+    """Keys (of ``tenant``; None: of every tenant), by id."""
     rows = conn.execute(
-        "SELECT id, name, prefix, scopes, created_at, last_used_at, revoked_at FROM api_keys "
-        "WHERE %s OR revoked_at IS NULL ORDER BY id",
-        (include_revoked,),
+        "SELECT id, name, prefix, scopes, tenant_id, created_at, last_used_at, revoked_at FROM api_keys "
+        "WHERE (%s OR revoked_at IS NULL) AND (%s::text IS NULL OR tenant_id = %s) ORDER BY id",
+        (include_revoked, tenant, tenant),
     ).fetchall()
-    cols = ("id", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    cols = ("id", "name", "prefix", "scopes", "tenant", "created_at", "last_used_at", "revoked_at")
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
-def revoke_key(conn: psycopg.Connection, ident: str) -> int:
-    """Revoke the key whose id or display prefix is ``ident``; returns how many."""
+def revoke_key(conn: psycopg.Connection, ident: str, tenant: str | None = None) -> int:
+    """Revoke the key whose id or display prefix is ``ident`` (a key of ``tenant``;
+    None: of any tenant); returns how many."""
     key_id = int(ident) if ident.isdigit() else None
     cur = conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL "
-        "AND (id = %s OR prefix = %s)",
-        (key_id, ident),
+        "AND (id = %s OR prefix = %s) AND (%s::text IS NULL OR tenant_id = %s)",
+        (key_id, ident, tenant, tenant),
     )
     return cur.rowcount
 
 
-def verify(conn: psycopg.Connection, digest: str) -> tuple[int, frozenset[str]]:
-    """(key id, scopes) of the live key with hash ``digest``, recording its use.
+def verify(conn: psycopg.Connection, digest: str) -> tuple[int, frozenset[str], str]:
+    """(key id, scopes, tenant) of the live key with hash ``digest``, recording its use.
 
     One statement checks the key and records its use. Raises UnknownKey.
     """
     row = conn.execute(
         "UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s AND revoked_at IS NULL "
-        "RETURNING id, scopes",
+        "RETURNING id, scopes, tenant_id",
         (digest,),
     ).fetchone()
     if row is None:
         raise UnknownKey("invalid or revoked API key")
-    return row[0], frozenset(row[1])
+    return row[0], frozenset(row[1]), row[2]

@@ -17,16 +17,16 @@ from pgpulse.store.errors import InvalidSample
 TYPES = ("counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset", "unknown")
 
 UPSERT = """
-    INSERT INTO metric_metadata AS m (name, type, help, unit)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
-    ON CONFLICT (name) DO UPDATE
+    INSERT INTO metric_metadata AS m (tenant_id, name, type, help, unit)
+    SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+    ON CONFLICT (tenant_id, name) DO UPDATE
         SET type = EXCLUDED.type, help = EXCLUDED.help, unit = EXCLUDED.unit, updated_at = now()
         WHERE (m.type, m.help, m.unit) IS DISTINCT FROM (EXCLUDED.type, EXCLUDED.help, EXCLUDED.unit)
 """
-TYPES_OF = "SELECT name, type FROM metric_metadata WHERE name = ANY(%s)"
+TYPES_OF = "SELECT name, type FROM metric_metadata WHERE tenant_id = %s AND name = ANY(%s)"
 READ = """
     SELECT name, type, help, unit FROM metric_metadata
-    WHERE %(metric)s::text IS NULL OR name = %(metric)s
+    WHERE tenant_id = %(tenant)s AND (%(metric)s::text IS NULL OR name = %(metric)s)
     ORDER BY name LIMIT %(limit)s
 """
 
@@ -36,9 +36,9 @@ def type_problem(typ: str) -> str | None:
     return None if typ in TYPES else f"metric type must be one of {', '.join(TYPES)}"
 
 
-def upsert(cur: psycopg.Cursor, families: Mapping[str, tuple[str, str, str]]) -> int:
-    """Record (type, help, unit) per family name. Raises InvalidSample on an
-    unknown type."""
+def upsert(cur: psycopg.Cursor, families: Mapping[str, tuple[str, str, str]], *, tenant: str) -> int:
+    """Record (type, help, unit) per family name of ``tenant``. Raises InvalidSample
+    on an unknown type."""
     if not families:
         return 0
     for name, (typ, _, _) in families.items():
@@ -46,19 +46,19 @@ def upsert(cur: psycopg.Cursor, families: Mapping[str, tuple[str, str, str]]) ->
         if problem:
             raise InvalidSample(f"metadata of {name}: {problem}", field="type", reason="invalid_type")
     names = sorted(families)
-    cur.execute(UPSERT, (names, [families[n][0] for n in names], [families[n][1] for n in names],
+    cur.execute(UPSERT, (tenant, names, [families[n][0] for n in names], [families[n][1] for n in names],
                          [families[n][2] for n in names]))
     return len(names)
 
 
-def read(conn: psycopg.Connection, metric: str | None = None, limit: int | None = None
-         ) -> list[tuple[str, str, str, str]]:
-    """(name, type, help, unit) of every family, or of ``metric``, by name."""
-    return conn.execute(READ, {"metric": metric, "limit": limit}).fetchall()
+def read(conn: psycopg.Connection, metric: str | None = None, limit: int | None = None, *,
+         tenant: str) -> list[tuple[str, str, str, str]]:
+    """(name, type, help, unit) of every family of ``tenant``, or of ``metric``, by name."""
+    return conn.execute(READ, {"metric": metric, "limit": limit, "tenant": tenant}).fetchall()
 
 
-def types(conn: psycopg.Connection, names: Collection[str]) -> dict[str, str]:
-    """The recorded type of each family of ``names`` that has metadata."""
+def types(conn: psycopg.Connection, names: Collection[str], *, tenant: str) -> dict[str, str]:
+    """The recorded type of each family of ``names`` of ``tenant`` that has metadata."""
     if not names:
         return {}
-    return dict(conn.execute(TYPES_OF, (list(names),)).fetchall())
+    return dict(conn.execute(TYPES_OF, (tenant, list(names))).fetchall())

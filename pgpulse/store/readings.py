@@ -180,14 +180,16 @@ _SHAPES = {
 }
 
 
-def _statement(query: ReadingQuery) -> tuple[sql.Composed, dict[str, Any]]:
+def _statement(query: ReadingQuery, tenant: str) -> tuple[sql.Composed, dict[str, Any]]:
     """Only the filters the query uses are in the statement (a generic plan of a
     catch-all "param IS NULL OR ..." form could not use the indexes); every value
     is a parameter, every name an Identifier or a fixed keyword."""
     table, time_col, columns, fixed = _SHAPES[query.status]
     t = sql.Identifier(time_col)
-    where: list[sql.Composable] = [sql.SQL(fixed)] if fixed else []
-    params: dict[str, Any] = {"limit": query.limit + 1}
+    where: list[sql.Composable] = [sql.SQL("tenant_id = %(tenant)s")]
+    if fixed:
+        where.append(sql.SQL(fixed))
+    params: dict[str, Any] = {"limit": query.limit + 1, "tenant": tenant}
     if query.start is not None:
         where.append(sql.SQL("{} >= %(start)s").format(t))
         params["start"] = query.start
@@ -215,13 +217,15 @@ def _statement(query: ReadingQuery) -> tuple[sql.Composed, dict[str, Any]]:
     return statement, params
 
 
-def fetch(conn: psycopg.Connection, query: ReadingQuery) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of readings (or open rejects) and the cursor of the next page."""
+def fetch(conn: psycopg.Connection, query: ReadingQuery, *, tenant: str
+          ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the readings (or open rejects) of ``tenant`` and the cursor of the
+    next page. The ETL loads into the default tenant."""
     if query.status not in STATUSES:
         raise ReadingQueryError("status", f"expected one of {', '.join(STATUSES)}")
     if query.order not in ORDERS:
         raise ReadingQueryError("order", "expected asc or desc")
-    statement, params = _statement(query)
+    statement, params = _statement(query, tenant)
     rows = conn.execute(statement, params).fetchall()
     more = len(rows) > query.limit
     rows = rows[: query.limit]

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors
 
 from pgpulse.store import metadata, series, staleness
-from pgpulse.store.batch import Batch, CacheKey
+from pgpulse.store.batch import Batch
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _TRAILER = struct.pack("!h", -1)
@@ -126,17 +126,19 @@ def write_batch(
     batch: Batch,
     limits: series.SeriesLimits,
     cache: series.SeriesCache | None = None,
-) -> tuple[int, dict[CacheKey, tuple[int, str]]]:
-    """Resolve (or create) the batch's series and write its samples (:func:`write`),
-    its staleness markers and its metric metadata.
+    *,
+    tenant: str,
+) -> tuple[int, dict[series.TenantKey, tuple[int, str]]]:
+    """Resolve (or create) the batch's series of ``tenant`` and write its samples
+    (:func:`write`), its staleness markers and its metric metadata.
 
     Returns (samples taken, series to add to ``cache`` after the commit). Raises
     the errors of :func:`pgpulse.store.series.resolve`; then nothing is written.
     """
-    ids, learned = series.resolve(conn, batch, limits, cache)
+    ids, learned = series.resolve(conn, batch, limits, cache, tenant=tenant)
     taken = write(conn, batch, ids)
     if batch.stale or batch.metadata:
         with conn.cursor() as cur:
             staleness.write(cur, batch.stale, ids)
-            metadata.upsert(cur, batch.metadata)
+            metadata.upsert(cur, batch.metadata, tenant=tenant)
     return taken, learned

@@ -11,8 +11,14 @@ protocols to come):
 * a type is "gauge" or "counter"; a sample that declares a type other than its
   series' recorded type is a :class:`TypeConflict` (no declared type: any; a
   ``SeriesKey.hint`` only types a series being created, and never conflicts);
-* new series may not take the catalogue past PROXY_MAX_SERIES, nor one metric past
-  PROXY_MAX_SERIES_PER_METRIC (:class:`CardinalityExceeded`).
+* new series may not take the tenant's catalogue past PROXY_MAX_SERIES, nor one
+  metric of the tenant past PROXY_MAX_SERIES_PER_METRIC (:class:`CardinalityExceeded`;
+  the tenant's own ``max_series`` / ``max_series_per_metric`` override these).
+
+Every series belongs to one tenant, and is unique on (tenant, name, labels): two
+tenants sending the same name and labels have two series, each counted against its
+own tenant's limits. :func:`resolve` takes the tenant and finds or makes series of
+that tenant only.
 
 :func:`resolve` finds each distinct series of a batch once: first in a
 per-process :class:`SeriesCache` of committed series, then in the database, and
@@ -57,6 +63,15 @@ class SeriesLimits:
     def from_settings(cls, core: CoreSettings) -> SeriesLimits:
         return cls(core.max_series, core.max_series_per_metric, core.max_labels,
                    core.max_label_value_len)
+
+    def for_tenant(self, conn: psycopg.Connection, tenant: str) -> SeriesLimits:
+        """These limits with ``tenant``'s overrides (NULL columns keep the setting)."""
+        row = conn.execute("SELECT max_series, max_series_per_metric FROM tenants WHERE id = %s",
+                           (tenant,)).fetchone()
+        if row is None:
+            return self
+        return dataclasses.replace(self, max_series=row[0] or self.max_series,
+                                   max_series_per_metric=row[1] or self.max_series_per_metric)
 
 
 # -- the rules of a series' identity ------------------------------------------------
@@ -139,18 +154,21 @@ def check_key(key: SeriesKey, limits: SeriesLimits) -> None:
 # -- the catalogue ------------------------------------------------------------------
 
 
+TenantKey = tuple[str, CacheKey]  # (tenant, (name, sorted labels))
+
+
 class SeriesCache:
-    """Committed series: (name, sorted labels) -> (id, type). Bounded; thread-safe."""
+    """Committed series: (tenant, (name, sorted labels)) -> (id, type). Bounded; thread-safe."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self.entries: dict[CacheKey, tuple[int, str]] = {}
+        self.entries: dict[TenantKey, tuple[int, str]] = {}
         self.lock = threading.Lock()
 
-    def get(self, key: CacheKey) -> tuple[int, str] | None:
+    def get(self, key: TenantKey) -> tuple[int, str] | None:
         return self.entries.get(key)
 
-    def update(self, found: dict[CacheKey, tuple[int, str]]) -> None:
+    def update(self, found: dict[TenantKey, tuple[int, str]]) -> None:
         with self.lock:
             if len(self.entries) + len(found) > self.capacity:
                 self.entries.clear()
@@ -158,17 +176,20 @@ class SeriesCache:
 
 
 # Names and labels go as binary arrays (%b): no escaping into an array literal.
-def _lookup(conn: psycopg.Connection, keys: list[SeriesKey]) -> dict[CacheKey, tuple[int, str]]:
+def _lookup(conn: psycopg.Connection, tenant: str, keys: list[SeriesKey]
+            ) -> dict[CacheKey, tuple[int, str]]:
     rows = conn.execute(
         "SELECT u.i, s.id, s.type FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY "
-        "AS u(name, labels, i) JOIN series s ON s.name = u.name AND s.labels = u.labels::jsonb",
-        ([k.name for k in keys], [orjson.dumps(k.labels).decode() for k in keys]),
+        "AS u(name, labels, i) JOIN series s ON s.tenant_id = %b AND s.name = u.name "
+        "AND s.labels = u.labels::jsonb",
+        ([k.name for k in keys], [orjson.dumps(k.labels).decode() for k in keys], tenant),
     ).fetchall()
     return {cache_key(keys[i - 1].name, keys[i - 1].labels): (sid, typ) for i, sid, typ in rows}
 
 
-def _check_cardinality(conn: psycopg.Connection, new: list[SeriesKey], limits: SeriesLimits) -> None:
-    total = conn.execute("SELECT count(*) FROM series").fetchone()[0]
+def _check_cardinality(conn: psycopg.Connection, tenant: str, new: list[SeriesKey],
+                       limits: SeriesLimits) -> None:
+    total = conn.execute("SELECT count(*) FROM series WHERE tenant_id = %s", (tenant,)).fetchone()[0]
     if total + len(new) > limits.max_series:
         raise CardinalityExceeded(
             f"series limit reached: this batch would create {len(new)} new series, "
@@ -180,7 +201,8 @@ def _check_cardinality(conn: psycopg.Connection, new: list[SeriesKey], limits: S
     for k in new:
         per_name[k.name] = per_name.get(k.name, 0) + 1
     existing = dict(conn.execute(
-        "SELECT name, count(*) FROM series WHERE name = ANY(%s) GROUP BY name", (list(per_name),)
+        "SELECT name, count(*) FROM series WHERE tenant_id = %s AND name = ANY(%s) GROUP BY name",
+        (tenant, list(per_name)),
     ).fetchall())
     for name, adding in sorted(per_name.items()):
         current = existing.get(name, 0)
@@ -194,9 +216,11 @@ def _check_cardinality(conn: psycopg.Connection, new: list[SeriesKey], limits: S
 
 
 def resolve(
-    conn: psycopg.Connection, batch: Batch, limits: SeriesLimits, cache: SeriesCache | None = None
-) -> tuple[list[int], dict[CacheKey, tuple[int, str]]]:
-    """Series ids for every key of ``batch`` (index-aligned), creating missing series.
+    conn: psycopg.Connection, batch: Batch, limits: SeriesLimits, cache: SeriesCache | None = None,
+    *, tenant: str,
+) -> tuple[list[int], dict[TenantKey, tuple[int, str]]]:
+    """Series ids of ``tenant`` for every key of ``batch`` (index-aligned), creating
+    missing series in that tenant (under its limits).
 
     New series must keep the rules (:func:`check_key`, else InvalidSample; the
     proxy's validator and the ETL check them first, to say which sample). Returns the ids and what to add to the cache once the
@@ -208,38 +232,38 @@ def resolve(
     types: list[str] = [""] * len(batch.keys)
     missing: list[int] = []
     for i, k in enumerate(batch.keys):
-        hit = cache.get(cache_key(k.name, k.labels)) if cache is not None else None
+        hit = cache.get((tenant, cache_key(k.name, k.labels))) if cache is not None else None
         if hit is None:
             missing.append(i)
         else:
             ids[i], types[i] = hit
-    learned: dict[CacheKey, tuple[int, str]] = {}
+    learned: dict[TenantKey, tuple[int, str]] = {}
     if missing:
         wanted = [batch.keys[i] for i in missing]
-        found = _lookup(conn, wanted)
+        found = _lookup(conn, tenant, wanted)
         new = [k for k in wanted if cache_key(k.name, k.labels) not in found]
         if new:
             # One creator at a time, so that counts and creation agree.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK,))
-            found.update(_lookup(conn, new))
+            found.update(_lookup(conn, tenant, new))
             new = [k for k in new if cache_key(k.name, k.labels) not in found]
         if new:
             # Whoever writes, no series that breaks a rule is ever made.
             for k in new:
                 check_key(k, limits)
-            _check_cardinality(conn, new, limits)
+            _check_cardinality(conn, tenant, new, limits.for_tenant(conn, tenant))
             rows = conn.execute(
-                "INSERT INTO series (name, labels, type) "
-                "SELECT name, labels::jsonb, type FROM unnest(%b::text[], %b::text[], %b::text[]) "
+                "INSERT INTO series (tenant_id, name, labels, type) "
+                "SELECT %b, name, labels::jsonb, type FROM unnest(%b::text[], %b::text[], %b::text[]) "
                 "AS u(name, labels, type) "
-                "ON CONFLICT ON CONSTRAINT series_name_labels_key DO NOTHING "
+                "ON CONFLICT ON CONSTRAINT series_tenant_name_labels_key DO NOTHING "
                 "RETURNING id, name, labels, type",
-                ([k.name for k in new], [orjson.dumps(k.labels).decode() for k in new],
+                (tenant, [k.name for k in new], [orjson.dumps(k.labels).decode() for k in new],
                  [k.type or k.hint or DEFAULT_TYPE for k in new]),
             ).fetchall()
             for sid, name, labels, typ in rows:
                 found[cache_key(name, labels)] = (sid, typ)
-        learned = found
+        learned = {(tenant, ck): hit for ck, hit in found.items()}
         for i in missing:
             k = batch.keys[i]
             ids[i], types[i] = found[cache_key(k.name, k.labels)]

@@ -1,4 +1,4 @@
-"""``system_metrics``: the one writer of host snapshots, idempotent on (host, time).
+"""``system_metrics``: the one writer of host snapshots, idempotent on (tenant, host, time).
 
 The collector's postgres sink and the proxy's snapshot ingest both call
 :func:`write`, so one rule set holds whoever sends a snapshot:
@@ -17,7 +17,9 @@ what its own host measured, spooled for as long as an outage lasted.
 Every snapshot is checked before anything is written; a bad one raises
 :class:`InvalidSample` naming the first (``snapshots[i].field``) and counting all,
 and nothing is written. One set-based statement inserts the batch; a snapshot whose
-(host, time) is already stored is skipped, so a replay stores nothing twice.
+(host, time) is already stored in the tenant is skipped, so a replay stores nothing
+twice. Snapshots belong to the caller's tenant: the collector's own sink writes the
+default tenant's; the proxy writes the tenant of the request's key.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ MAX_HOST_LENGTH = 255
 FIELDS = frozenset({"host", "time", "data"})
 
 # Binary parameters (%b): the JSON text goes in as it is, not escaped into the text
-# form of an array (which costs more client CPU than the rest of a write).
+# form of an array (which costs more client CPU than the rest of a write). The new
+# rows are counted from RETURNING, not from the command's row count: on a Citus
+# distributed table an ``ON CONFLICT DO NOTHING`` reports every row as inserted.
 _INSERT = (
-    "INSERT INTO system_metrics (time, host, data) "
-    "SELECT t, h, d::jsonb FROM unnest(%b::timestamptz[], %b::text[], %b::text[]) AS u(t, h, d) "
-    "ON CONFLICT (host, time) DO NOTHING"
+    "WITH new AS ("
+    "INSERT INTO system_metrics (tenant_id, time, host, data) "
+    "SELECT %b, t, h, d::jsonb FROM unnest(%b::timestamptz[], %b::text[], %b::text[]) AS u(t, h, d) "
+    "ON CONFLICT (tenant_id, host, time) DO NOTHING RETURNING 1) "
+    "SELECT count(*) FROM new"
 )
 
 
@@ -123,8 +129,10 @@ def write(
     conn: psycopg.Connection,
     items: Sequence[Any],
     window: Window | None = None,
+    *,
+    tenant: str,
 ) -> int:
-    """Check every snapshot, then insert the batch; returns how many were new.
+    """Check every snapshot, then insert the batch into ``tenant``; returns how many were new.
 
     Raises InvalidSample (details: index, field, invalid_count, total) and writes
     nothing when any snapshot breaks a rule.
@@ -152,4 +160,4 @@ def write(
                             invalid_count=invalid, total=len(items))
     if not times:
         return 0
-    return conn.execute(_INSERT, (times, hosts, docs)).rowcount
+    return conn.execute(_INSERT, (tenant, times, hosts, docs)).fetchone()[0]

@@ -1,13 +1,19 @@
-"""Administration (scope admin): API keys and the audit log.
+"""Administration (scope admin): tenants, API keys and the audit log.
 
-* ``GET /api/keys``: the keys (never the keys themselves), ``?all=true`` with revoked ones;
-* ``POST /api/keys`` ``{"name": ..., "scopes": [...]}``: a new key, shown once;
-* ``DELETE /api/keys/<id>``: revoke a key (not the request's own: 409);
+* ``GET /api/keys``: the keys of the request's tenant (never the keys themselves),
+  ``?all=true`` with revoked ones;
+* ``POST /api/keys`` ``{"name": ..., "scopes": [...]}``: a new key of the request's
+  tenant (``X-Scope-OrgID`` names another), shown once;
+* ``DELETE /api/keys/<id>``: revoke a key of the request's tenant (not the request's
+  own: 409);
+* ``GET /api/tenants``, ``POST /api/tenants`` ``{"id", "name"?, overrides...}``,
+  ``GET|PATCH|DELETE /api/tenants/<id>``: tenants and their overrides of the
+  settings (``pgpulse.store.tenants``);
 * ``GET /api/audit``: the audit log, newest first, with filters and keyset paging.
 
-Creating and revoking a key are recorded in the audit log (``pgpulse.store.audit``)
-in the same transaction as the act; a revocation of no live key is recorded as
-refused.
+Creating and revoking a key and every change of a tenant are recorded in the audit
+log (``pgpulse.store.audit``) in the same transaction as the act; a revocation of
+no live key is recorded as refused.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from pgpulse.store import audit, keys
+from pgpulse.store import audit, keys, tenants
+from pgpulse.store.errors import StoreError
 from proxy.api.openapi import AUTH_ERRORS, errors, json_ok, param
-from proxy.auth import actor, require_scope
+from proxy.auth import actor, request_tenant, require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.ranges import integer
@@ -53,7 +60,7 @@ def _time_param(name: str) -> datetime | None:
 @require_scope("admin")
 def list_keys() -> Response:
     with state().connection() as conn:
-        rows = keys.list_keys(conn, include_revoked=_flag("all"))
+        rows = keys.list_keys(conn, include_revoked=_flag("all"), tenant=request_tenant())
     return json_response({"keys": rows})
 
 
@@ -76,9 +83,9 @@ def create_key() -> Response:
         raise bad_request(f"scopes: unknown {', '.join(bad[:5])}; use some of {', '.join(keys.SCOPES)}",
                           field="scopes")
     with state().connection() as conn:
-        key, row = keys.create_key(conn, name, scopes)
+        key, row = keys.create_key(conn, name, scopes, tenant=request_tenant())
         audit.record(conn, actor(), "key.create", target=f"key:{row['id']}",
-                     name=row["name"], scopes=row["scopes"], prefix=row["prefix"])
+                     name=row["name"], scopes=row["scopes"], prefix=row["prefix"], tenant=row["tenant"])
     return json_response({**row, "key": key}, 201)
 
 
@@ -94,13 +101,101 @@ def revoke_key(key_id: int) -> Response:
         raise ApiError(409, "a key cannot revoke itself: use another admin key or `pgpulse keys revoke`",
                        key_id=key_id)
     with state().connection() as conn:
-        n = keys.revoke_key(conn, str(key_id))
+        n = keys.revoke_key(conn, str(key_id), tenant=request_tenant())
         audit.record(conn, actor(), "key.revoke", target=f"key:{key_id}",
-                     outcome="ok" if n else "refused", revoked=n)
+                     outcome="ok" if n else "refused", revoked=n, tenant=request_tenant())
     if n == 0:
         raise ApiError(404, f"no live key with id {key_id}", key_id=key_id)
     return json_response({"revoked": key_id,
                           "note": "running proxies stop accepting it within PROXY_KEY_CACHE_SECONDS"})
+
+
+# -- tenants --------------------------------------------------------------------------
+
+
+def _tenant_body(allowed: set[str]) -> dict[str, Any]:
+    body, _ = json_body(MAX_BODY)
+    if not isinstance(body, dict):
+        raise bad_request('expected a JSON object: {"id": "acme", "name": "Acme", "max_series": 5000}')
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"unknown fields: {', '.join(unknown[:10])}; expected some of "
+                          f"{', '.join(sorted(allowed))}", fields=unknown[:10])
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME
+                             or not name.isprintable()):
+        raise bad_request(f"name: expected 1 to {MAX_NAME} printable characters", field="name")
+    for field in tenants.OVERRIDES:
+        value = body.get(field)
+        low = 0 if field == "monthly_sample_quota" else 1
+        if value is not None and (type(value) is not int or not low <= value <= tenants.MAXIMA[field]):
+            raise bad_request(f"{field}: expected a whole number from {low} to {tenants.MAXIMA[field]}, "
+                              "or null for the global setting", field=field)
+    return body
+
+
+def _tenant_change(action: str, target: str, act) -> Any:
+    """Run ``act(conn)`` and record it; a refusal of the store is recorded as refused."""
+    with state().connection() as conn:
+        try:
+            with conn.transaction():
+                result = act(conn)
+        except (StoreError, ValueError) as exc:
+            audit.record(conn, actor(), action, target=f"tenant:{target}", outcome="refused",
+                         reason=str(exc))
+            conn.commit()
+            if isinstance(exc, ValueError):
+                raise bad_request(str(exc)) from None
+            raise
+        audit.record(conn, actor(), action, target=f"tenant:{target}",
+                     **({"tenant": {k: v for k, v in result.items() if k != "created_at"}}
+                        if isinstance(result, dict) else {}))
+    return result
+
+
+@bp.get("/api/tenants")
+@require_scope("admin")
+def list_tenants() -> Response:
+    with state().connection() as conn:
+        return json_response({"tenants": tenants.list_tenants(conn)})
+
+
+@bp.post("/api/tenants")
+@require_scope("admin")
+def create_tenant() -> Response:
+    body = _tenant_body({"id", "name", *tenants.OVERRIDES})
+    tenant_id = body.get("id")
+    problem = tenants.id_problem(tenant_id)
+    if problem:
+        raise bad_request(f"id: {problem}", field="id")
+    overrides = {k: body[k] for k in tenants.OVERRIDES if k in body}
+    row = _tenant_change("tenant.create", tenant_id,
+                         lambda conn: tenants.create(conn, tenant_id, body.get("name"), **overrides))
+    return json_response(row, 201)
+
+
+@bp.get("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def get_tenant(tenant_id: str) -> Response:
+    with state().connection() as conn:
+        return json_response(tenants.get(conn, tenant_id))
+
+
+@bp.patch("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def update_tenant(tenant_id: str) -> Response:
+    body = _tenant_body({"name", *tenants.OVERRIDES})
+    overrides = {k: body[k] for k in tenants.OVERRIDES if k in body}
+    row = _tenant_change("tenant.update", tenant_id,
+                         lambda conn: tenants.update(conn, tenant_id, body.get("name"), **overrides))
+    return json_response(row)
+
+
+@bp.delete("/api/tenants/<tenant_id>")
+@require_scope("admin")
+def delete_tenant(tenant_id: str) -> Response:
+    _tenant_change("tenant.delete", tenant_id, lambda conn: tenants.delete(conn, tenant_id))
+    return json_response({"deleted": tenant_id})
 
 
 # -- audit ----------------------------------------------------------------------------
@@ -134,6 +229,7 @@ def list_audit() -> Response:
 _KEY = {"type": "object", "properties": {
     "id": {"type": "integer"}, "name": {"type": "string"}, "prefix": {"type": "string"},
     "scopes": {"type": "array", "items": {"type": "string", "enum": list(keys.SCOPES)}},
+    "tenant": {"type": "string"},
     "created_at": {"type": "string", "format": "date-time"},
     "last_used_at": {"type": ["string", "null"], "format": "date-time"},
     "revoked_at": {"type": ["string", "null"], "format": "date-time"}}}
@@ -147,6 +243,14 @@ _ENTRY = {"type": "object", "properties": {
     "details": {"type": "object"}}}
 _NOT_FOUND = {"description": "No live key with this id",
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_TENANT_WRITABLE = {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+                    **{c: {"type": ["integer", "null"], "minimum": 0 if c == "monthly_sample_quota" else 1,
+                           "maximum": tenants.MAXIMA[c],
+                           "description": "overrides the global setting; null: the global setting holds"}
+                       for c in tenants.OVERRIDES}}
+_TENANT = {"type": "object", "properties": {
+    "id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+    **_TENANT_WRITABLE}}
 _TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 
 OPENAPI: dict[str, Any] = {
@@ -181,6 +285,53 @@ OPENAPI: dict[str, Any] = {
                       "409": {**_NOT_FOUND, "description": "The key of the request itself"},
                       **errors(*AUTH_ERRORS)},
     }},
+    "/api/tenants": {
+        "get": {
+            "tags": ["admin"], "operationId": "listTenants", "x-scope": "admin",
+            "summary": "Tenants with their overrides, live keys and series (scope admin)",
+            "responses": {**json_ok("The tenants", {"type": "object", "properties": {
+                "tenants": {"type": "array", "items": _TENANT}}}), **errors(*AUTH_ERRORS)},
+        },
+        "post": {
+            "tags": ["admin"], "operationId": "createTenant", "x-scope": "admin",
+            "summary": "Create a tenant (scope admin; audited)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["id"], "additionalProperties": False,
+                "properties": {"id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+                               **_TENANT_WRITABLE}}}}},
+            "responses": {"201": {"description": "Created", "content": {"application/json": {
+                "schema": _TENANT}}}, "409": {**_NOT_FOUND, "description": "The id is taken"},
+                **errors(*AUTH_ERRORS)},
+        },
+    },
+    "/api/tenants/{tenant_id}": {
+        "get": {
+            "tags": ["admin"], "operationId": "getTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "One tenant (scope admin)",
+            "responses": {**json_ok("The tenant", _TENANT),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"}, **errors(*AUTH_ERRORS)},
+        },
+        "patch": {
+            "tags": ["admin"], "operationId": "updateTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "Change a tenant's name or overrides; null restores the global setting "
+                       "(scope admin; audited)",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "properties": _TENANT_WRITABLE}}}},
+            "responses": {**json_ok("The tenant", _TENANT),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"}, **errors(*AUTH_ERRORS)},
+        },
+        "delete": {
+            "tags": ["admin"], "operationId": "deleteTenant", "x-scope": "admin",
+            "parameters": [param("tenant_id", "The tenant's id", where="path", required=True)],
+            "summary": "Delete a tenant that owns no keys and no data (scope admin; audited)",
+            "responses": {**json_ok("Deleted", {"type": "object"}),
+                          "404": {**_NOT_FOUND, "description": "No such tenant"},
+                          "409": {**_NOT_FOUND, "description": "The default tenant, or one that owns keys or data"},
+                          **errors(*AUTH_ERRORS)},
+        },
+    },
     "/api/audit": {"get": {
         "tags": ["admin"], "operationId": "listAudit", "x-scope": "admin",
         "summary": "The audit log of administrative acts, newest first (scope admin)",

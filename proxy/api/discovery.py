@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from pgpulse.store import series_reads
+from pgpulse.store.series import SeriesLimits
 from proxy.api.openapi import (
     AUTH_ERRORS,
     MATCH,
@@ -13,7 +14,7 @@ from proxy.api.openapi import (
     limit_param,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import bad_request, json_response
 from proxy.ranges import integer, selector
 from proxy.state import state
@@ -32,8 +33,8 @@ def _limit(default: int = DEFAULT_LIMIT) -> int:
 def series() -> Response:
     limit = _limit()
     match = selector("match", required=False)
-    with state().connection() as conn:
-        rows, truncated = series_reads.list_series(conn, match, limit)
+    with state().read_connection() as conn:
+        rows, truncated = series_reads.list_series(conn, match, limit, tenant=request_tenant())
     return json_response({
         "series": [{"id": i, "name": n, "labels": labels, "type": t, "created_at": c}
                    for i, n, labels, t, c in rows],
@@ -45,8 +46,8 @@ def series() -> Response:
 @require_scope("query")
 def labels() -> Response:
     match = selector("match", required=False)
-    with state().connection() as conn:
-        names = series_reads.label_names(conn, match)
+    with state().read_connection() as conn:
+        names = series_reads.label_names(conn, match, tenant=request_tenant())
     return json_response({"labels": ["__name__", *names]})
 
 
@@ -57,8 +58,8 @@ def label_values(name: str) -> Response:
         raise bad_request(f"{name[:50]!r} is not a label name", parameter="name")
     limit = _limit(10_000)
     match = selector("match", required=False)
-    with state().connection() as conn:
-        values, truncated = series_reads.label_values(conn, name, match, limit)
+    with state().read_connection() as conn:
+        values, truncated = series_reads.label_values(conn, name, match, limit, tenant=request_tenant())
     return json_response({"label": name, "values": values, "truncated": truncated})
 
 
@@ -67,13 +68,16 @@ def label_values(name: str) -> Response:
 def cardinality() -> Response:
     st = state()
     limit = _limit(10)
-    with st.connection() as conn:
-        card = series_reads.cardinality(conn, limit)
+    with st.read_connection() as conn:
+        tenant = request_tenant()
+        card = series_reads.cardinality(conn, limit, tenant=tenant)
+        limits = SeriesLimits.from_settings(st.core).for_tenant(conn, tenant)
     total = card.series
     return json_response({
+        "tenant": tenant,
         "series": total,
-        "limit": st.core.max_series,
-        "per_metric_limit": st.core.max_series_per_metric,
+        "limit": limits.max_series,
+        "per_metric_limit": limits.max_series_per_metric,
         "metrics": [{"name": n, "series": c, "share": round(c / total, 4) if total else 0}
                     for n, c in card.top_metrics],
         "labels": [{"name": k, "series": n, "values": v} for k, n, v in card.top_labels],

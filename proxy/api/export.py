@@ -29,7 +29,7 @@ from proxy.api.openapi import (
     errors,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import bad_request
 from proxy.ranges import host_list, matched_series, selector, time_range
 from proxy.state import ProxyState, state
@@ -131,10 +131,11 @@ def _iso(t: datetime) -> str:
 def _samples(st: ProxyState, fmt: str) -> tuple[list[str], exports.RowStream, Iterator]:
     rng = time_range(st.settings, need_step=False)
     wanted = selector()
-    with st.connection() as conn:
-        found = matched_series(conn, st.settings, wanted)
+    with st.read_connection() as conn:
+        found = matched_series(conn, st.settings, wanted, tenant=request_tenant())
     meta = {sid: (name, labels, orjson.dumps(labels).decode()) for sid, name, labels, _t in found}
-    rows = exports.samples(st.pool, list(meta), rng.start, rng.end, _limits(st))
+    rows = exports.samples(st.read_pool, list(meta), rng.start, rng.end, _limits(st),
+                           tenant=request_tenant())
 
     def objects():
         for sid, t, v in rows:
@@ -153,7 +154,8 @@ def _hosts(st: ProxyState, fmt: str) -> tuple[list[str], exports.RowStream, Iter
     if field is not None and field not in HOST_FIELDS:
         raise bad_request(f"field: expected one of {', '.join(HOST_FIELDS)}", parameter="field")
     path = None if field is None else HOST_FIELDS[field]
-    rows = exports.snapshots(st.pool, hosts, path, rng.start, rng.end, _limits(st))
+    rows = exports.snapshots(st.read_pool, hosts, path, rng.start, rng.end, _limits(st),
+                             tenant=request_tenant())
 
     def objects():
         for host, t, v in rows:

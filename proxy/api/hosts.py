@@ -20,7 +20,7 @@ from proxy.api.openapi import (
     json_ok,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import bad_request, json_response
 from proxy.ranges import aggregate, check_points, host_list, time_range
 from proxy.state import state
@@ -32,8 +32,8 @@ bp = Blueprint("hosts", __name__)
 @bp.get("/api/hosts")
 @require_scope("query")
 def hosts() -> Response:
-    with state().connection() as conn:
-        rows = host_reads.list_hosts(conn)
+    with state().read_connection() as conn:
+        rows = host_reads.list_hosts(conn, tenant=request_tenant())
     return json_response({"hosts": [{"host": h, "last_seen": t} for h, t in rows]})
 
 
@@ -55,11 +55,11 @@ def host_query() -> Response:
     agg = aggregate()
     if agg == "rate":
         raise bad_request("rate applies to counters; host fields are gauges", parameter="agg")
-    with st.connection() as conn:
-        count = len(host_reads.list_hosts(conn)) if hosts is None else len(hosts)
+    with st.read_connection() as conn:
+        count = len(host_reads.list_hosts(conn, tenant=request_tenant())) if hosts is None else len(hosts)
         check_points(max(count, 1), rng, st.settings)
         result = read_host_field(conn, hosts, field, rng.start, rng.end, rng.step, agg, st.retention,
-                                 epoch=True)
+                                 tenant=request_tenant(), epoch=True)
     return json_response({
         "tier": result.tier,
         "tiers": [{"tier": s.tier, "start": s.start, "end": s.end} for s in result.segments],

@@ -16,8 +16,9 @@ What is written, and what is answered, as InfluxDB answers its clients:
 * **413** for a body over PROXY_MAX_BODY_BYTES (before or after gzip) or more
   samples than PROXY_MAX_SAMPLES_PER_REQUEST: nothing is written (Telegraf splits
   the batch and sends the halves).
-* **429** when new series would pass a cardinality limit, **503** when the
-  database is down: nothing is written, and ``Retry-After`` says when to retry.
+* **429** when new series would pass a cardinality limit, or the batch would pass
+  the tenant's monthly sample quota (``proxy.quota``), **503** when the database is
+  down: nothing is written, and ``Retry-After`` says when to retry.
 
 Errors of /api/v2/write have InfluxDB 2.x's shape, ``{"code": "invalid",
 "message": "..."}``; those of /write InfluxDB 1.x's, ``{"error": "..."}`` (which is
@@ -37,9 +38,9 @@ from pgpulse.store import samples
 from pgpulse.store.batch import PG_EPOCH_US
 from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.openapi import param
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import raw_body
 from proxy.errors import ApiError, bad_request, json_dumps
 from proxy.ratelimit import charge_samples
@@ -154,7 +155,9 @@ def _write(precisions: tuple[str, ...]) -> Response:
         cache = st.series_cache
         try:
             with st.connection() as conn:
-                written, learned = samples.write_batch(conn, batch, series_limits, cache)
+                written, learned = samples.write_batch(conn, batch, series_limits, cache,
+                                                       tenant=request_tenant())
+                quota.charge(conn, written)
         except CardinalityExceeded:
             metrics.SAMPLES_REJECTED.labels("cardinality").inc(len(batch.rows))
             raise
@@ -214,7 +217,8 @@ def _responses(schema: dict) -> dict:
             "application/json": {"schema": {"anyOf": [schema, {"$ref": "#/components/schemas/Error"}]}}}},
         "413": error("Body too large (also after gzip), or too many samples: nothing written"),
         "415": error("Content-Type or Content-Encoding not supported"),
-        "429": error("New series would pass a cardinality limit: nothing written", retry),
+        "429": error("New series would pass a cardinality limit, or the batch would pass "
+                     "the monthly sample quota: nothing written", retry),
         "503": error("Database unavailable: nothing written", retry),
     }
 

@@ -23,7 +23,7 @@ from pgpulse.store import idempotency, samples, snapshots
 from pgpulse.store.batch import PG_EPOCH_US, Batch
 from pgpulse.store.errors import CardinalityExceeded, InvalidSample, TypeConflict
 from pgpulse.store.series import SeriesCache, SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.openapi import (
     AUTH_ERRORS,
     IDEMPOTENCY_KEY,
@@ -31,7 +31,7 @@ from proxy.api.openapi import (
     json_ok,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import json_body, parse_json, raw_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.ratelimit import charge_samples
@@ -88,8 +88,9 @@ def _idempotency_key() -> str | None:
     if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
         raise bad_request(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
                           field="Idempotency-Key")
-    # Keys are per API key: two clients cannot collide on the same text.
-    return f"{g.get('api_key_id') or '-'}:{key}"
+    # Keys are per API key and tenant: two clients (or one admin key writing for two
+    # tenants) cannot collide on the same text.
+    return f"{g.get('api_key_id') or '-'}:{request_tenant()}:{key}"
 
 
 def _items(doc: object, field: str, limit: int) -> list:
@@ -148,7 +149,9 @@ def ingest() -> Response:
                 if replayed is not None:
                     status, stored = replayed
                     return json_response(stored, status, headers={"Idempotent-Replayed": "true"})
-            written, learned = samples.write_batch(conn, batch, series_limits, cache)
+            written, learned = samples.write_batch(conn, batch, series_limits, cache,
+                                                   tenant=request_tenant())
+            quota.charge(conn, written)
             body = {"accepted": written, "series": len(batch.keys)}
             if idem:
                 idempotency.remember(conn, idem, digest, 200, body, settings.idempotency_ttl_s)
@@ -171,7 +174,8 @@ def ingest_snapshots() -> Response:
     inserted = 0
     if items:
         with st.connection() as conn:
-            inserted = snapshots.write(conn, items, window)
+            inserted = snapshots.write(conn, items, window, tenant=request_tenant())
+            quota.charge(conn, inserted)
     metrics.SNAPSHOTS_INGESTED.inc(inserted)
     return json_response({"accepted": len(items), "inserted": inserted,
                           "duplicates": len(items) - inserted})

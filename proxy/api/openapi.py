@@ -48,10 +48,13 @@ COMPONENTS: dict[str, Any] = {
         "Forbidden": _error_response("The API key lacks the scope this endpoint needs"),
         "TooLarge": _error_response("Request body too large (also after decompression)"),
         "TooMany": {
-            **_error_response("A limit was reached: series cardinality, or a rate limit (then "
-                              "with Retry-After and the RateLimit-* headers)"),
+            **_error_response("A limit was reached: series cardinality, a rate limit (then "
+                              "with Retry-After and the RateLimit-* headers), or on ingest the "
+                              "tenant's monthly sample quota (the batch refused whole; used, "
+                              "quota, batch, month, reset in the body, Retry-After until the "
+                              "reset)"),
             "headers": {name: {"description": text, "schema": {"type": "integer"}} for name, text in (
-                ("Retry-After", "Seconds until the rate-limit window resets"),
+                ("Retry-After", "Seconds until the rate-limit window (or the quota's month) resets"),
                 ("RateLimit-Limit", "The limit of the window exceeded"),
                 ("RateLimit-Remaining", "What remains of it (0)"),
                 ("RateLimit-Reset", "Seconds until the window resets"),

@@ -49,7 +49,7 @@ def metrics_view() -> Response:
     # The series count is read at scrape time; a database outage leaves it as it was.
     try:
         with state().connection() as conn:
-            metrics.SERIES.set(series_reads.count_series(conn))
+            metrics.SERIES.set(series_reads.count_series(conn, None))
     except (psycopg.Error, PoolTimeout) as exc:
         # Down or not migrated yet: /metrics still answers, with the last count.
         log.warning("series count not refreshed: %s", type(exc).__name__)

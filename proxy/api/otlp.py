@@ -42,11 +42,11 @@ from pgpulse.store import samples
 from pgpulse.store.batch import PG_EPOCH_US, Window
 from pgpulse.store.errors import CardinalityExceeded, StoreError, TypeConflict
 from pgpulse.store.series import SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.ingest import gc_paused
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import raw_body
-from proxy.errors import ApiError, DatabaseUnavailable, store_status
+from proxy.errors import ApiError, DatabaseUnavailable, store_headers, store_status
 from proxy.ratelimit import charge_samples
 from proxy.state import ProxyState, state
 
@@ -104,7 +104,7 @@ def _api_error(exc: ApiError) -> Response:
 @bp.errorhandler(StoreError)
 def _store_error(exc: StoreError) -> Response:
     http = store_status(exc)
-    headers = {"Retry-After": str(LIMIT_RETRY_AFTER_S)} if http == 429 else None
+    headers = store_headers(exc) or ({"Retry-After": str(LIMIT_RETRY_AFTER_S)} if http == 429 else None)
     return status_response(http, exc.message, headers, field=exc.details.get("field"))
 
 
@@ -152,11 +152,13 @@ def _write(st: ProxyState, tr: otlp.Translation, limits: SeriesLimits) -> int:
     type or its metric's series limit leaves the batch (its points rejected) and the
     rest is written. Returns the samples written."""
     cache = st.series_cache
+    tenant = request_tenant()
     with st.connection() as conn:
         while True:
             try:
                 with conn.transaction():
-                    written, learned = samples.write_batch(conn, tr.batch, limits, cache)
+                    written, learned = samples.write_batch(conn, tr.batch, limits, cache, tenant=tenant)
+                    quota.charge(conn, written)
                 break
             except TypeConflict as exc:
                 row = exc.details.get("index")
@@ -287,7 +289,8 @@ OPENAPI = {
                          "PROXY_MAX_SAMPLES_PER_REQUEST (not retried)"),
             "415": _fail("Content-Type other than application/x-protobuf or application/json, "
                          "or a Content-Encoding other than gzip"),
-            "429": _fail("The series limit is reached (retried after Retry-After)"),
+            "429": _fail("The series limit is reached, or the batch would pass the monthly "
+                         "sample quota: nothing written (retried after Retry-After)"),
             "503": _fail("The database is unreachable (retried after Retry-After)"),
         },
     }},

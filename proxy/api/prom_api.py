@@ -25,7 +25,7 @@ from pgpulse import promql
 from pgpulse.promql.selection import to_selector
 from pgpulse.store import metadata, sample_reads
 from pgpulse.store.series_reads import find_series, label_names, label_values
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import ApiError, json_response
 from proxy.state import state
 from proxy.timeparse import parse_time
@@ -226,8 +226,8 @@ def query() -> Response:
     limits = _limits()
     if at is None:
         at = _now_ms()
-    with state().connection() as conn:
-        result = promql.instant_query(conn, text, at, limits)
+    with state().read_connection() as conn:
+        result = promql.instant_query(conn, text, at, limits, tenant=request_tenant())
     return _ok(result.data(), result.warnings)
 
 
@@ -258,8 +258,9 @@ def query_range() -> Response:
         raise _bad(f'invalid parameter "start": range longer than {settings.max_range_days} days '
                    "(PROXY_MAX_RANGE_DAYS)")
     limits = _limits()
-    with state().connection() as conn:
-        result = promql.range_query(conn, text, start_ms, end_ms, step_ms, limits)
+    with state().read_connection() as conn:
+        result = promql.range_query(conn, text, start_ms, end_ms, step_ms, limits,
+                                    tenant=request_tenant())
     return _ok(result.data(), result.warnings)
 
 
@@ -294,9 +295,9 @@ def series() -> Response:
     cap = state().settings.max_query_series
     found: dict[int, dict[str, str]] = {}
     warnings = []
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors:
-            rows = find_series(conn, to_selector(node), cap)
+            rows = find_series(conn, to_selector(node), cap, tenant=request_tenant())
             if len(rows) > cap:
                 raise PromError(422, "execution", f"match[] {node} matches more than {cap} series "
                                 "(PROXY_MAX_QUERY_SERIES)")
@@ -319,12 +320,12 @@ def labels() -> Response:
     _time_or("start", None), _time_or("end", None)  # checked; the catalogue has no time
     limit = _limit()
     names: set[str] = set()
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors or [None]:
             selector = to_selector(node) if node is not None else None
-            found = label_names(conn, selector)
+            found = label_names(conn, selector, tenant=request_tenant())
             names.update(found)
-            if found or selector is None and label_values(conn, "__name__", None, 1)[0]:
+            if found or selector is None and label_values(conn, "__name__", None, 1, tenant=request_tenant())[0]:
                 names.add("__name__")
     data = sorted(names)
     warnings = []
@@ -344,10 +345,10 @@ def values(name: str) -> Response:
     cap = state().settings.max_query_series
     found: set[str] = set()
     truncated = False
-    with state().connection() as conn:
+    with state().read_connection() as conn:
         for node in selectors or [None]:
             selector = to_selector(node) if node is not None else None
-            vals, more = label_values(conn, name, selector, cap)
+            vals, more = label_values(conn, name, selector, cap, tenant=request_tenant())
             found.update(vals)
             truncated = truncated or more
     data = sorted(found)
@@ -363,8 +364,8 @@ def values(name: str) -> Response:
 def metric_metadata() -> Response:
     limit = _limit()
     metric = _param("metric")
-    with state().connection() as conn:
-        rows = metadata.read(conn, metric, limit)
+    with state().read_connection() as conn:
+        rows = metadata.read(conn, metric, limit, tenant=request_tenant())
     data = {name: [{"type": typ, "help": help_, "unit": unit}] for name, typ, help_, unit in rows}
     return _ok(data)
 

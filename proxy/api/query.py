@@ -23,7 +23,7 @@ from proxy.api.openapi import (
     json_ok,
     param,
 )
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import bad_request, json_response
 from proxy.ranges import (
     aggregate,
@@ -88,8 +88,8 @@ def query() -> Response:
     agg = aggregate()
     by = group_by()
     wanted = selector()  # syntax errors before touching the database
-    with st.connection() as conn:
-        found = matched_series(conn, settings, wanted)
+    with st.read_connection() as conn:
+        found = matched_series(conn, settings, wanted, tenant=request_tenant())
         check_points(len(found), rng, settings)
         if agg == "rate":
             gauges = [f"{name}{labels}" for _id, name, labels, typ in found if typ != "counter"]

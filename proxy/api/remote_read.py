@@ -21,7 +21,7 @@ from pgpulse.protocols import remote_read
 from pgpulse.store import sample_reads
 from pgpulse.store.series_reads import find_series
 from proxy.api.openapi import AUTH_ERRORS, errors, param
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import PROTOBUF, read_body, require_snappy_protobuf
 from proxy.errors import ApiError
 from proxy.state import state
@@ -53,9 +53,9 @@ def read() -> Response:
     max_series, max_samples = settings.max_query_series, settings.max_read_samples
     results: list[list[remote_read.ReadSeries]] = []
     total = 0
-    with st.connection() as conn:
+    with st.read_connection() as conn:
         for i, q in enumerate(asked):
-            found = find_series(conn, q.selector, max_series)
+            found = find_series(conn, q.selector, max_series, tenant=request_tenant())
             if len(found) > max_series:
                 raise ApiError(422, f"query {i} matches more than {max_series} series; the limit "
                                "is PROXY_MAX_QUERY_SERIES: narrow the selector",

@@ -25,10 +25,10 @@ from pgpulse.store import metadata, samples
 from pgpulse.store.batch import PG_EPOCH_US, Window, cache_key
 from pgpulse.store.errors import CardinalityExceeded
 from pgpulse.store.series import SeriesLimits
-from proxy import metrics
+from proxy import metrics, quota
 from proxy.api.ingest import gc_paused
 from proxy.api.openapi import AUTH_ERRORS, errors, param
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.body import PROTOBUF, read_body, require_snappy_protobuf
 from proxy.errors import ApiError
 from proxy.ratelimit import charge_samples
@@ -97,11 +97,15 @@ def write() -> Response:
         cache = st.series_cache
         try:
             with st.connection() as conn:
-                new = [k for k in batch.keys if cache.get(cache_key(k.name, k.labels)) is None]
+                tenant = request_tenant()
+                new = [k for k in batch.keys
+                       if cache.get((tenant, cache_key(k.name, k.labels))) is None]
                 if new or batch.metadata:
                     names = remote_write.families_of(batch)
-                    remote_write.apply_hints(batch, metadata.types(conn, names) if new else {})
-                written, learned = samples.write_batch(conn, batch, limits, cache)
+                    remote_write.apply_hints(
+                        batch, metadata.types(conn, names, tenant=tenant) if new else {})
+                written, learned = samples.write_batch(conn, batch, limits, cache, tenant=tenant)
+                quota.charge(conn, written)
         except CardinalityExceeded as exc:
             metrics.SAMPLES_REJECTED.labels("cardinality").inc(decoded.samples)
             raise ApiError(429, exc.message, headers={"Retry-After": str(RETRY_AFTER_S)},
@@ -142,7 +146,9 @@ OPENAPI = {
                                    "names them. Prometheus does not retry.", "content": _ERROR},
             "415": {"description": "Wrong Content-Encoding, Content-Type or remote write version",
                     "content": _ERROR},
-            "429": {"description": "A series limit was reached (Retry-After)", "content": _ERROR},
+            "429": {"description": "A series limit was reached, or the batch would pass the "
+                                   "monthly sample quota: nothing written (Retry-After)",
+                    "content": _ERROR},
         },
     }},
 }

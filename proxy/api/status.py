@@ -11,8 +11,9 @@ from flask import Blueprint, Response
 
 from pgpulse import engine as engine_mode
 from pgpulse import schema, tiers
+from pgpulse.store.tenants import DEFAULT_TENANT
 from proxy.api.openapi import AUTH_ERRORS, errors, json_ok
-from proxy.auth import require_scope
+from proxy.auth import request_tenant, require_scope
 from proxy.errors import json_response
 from proxy.state import state
 
@@ -31,7 +32,9 @@ def status() -> Response:
     with st.connection() as conn:
         mode = engine_mode.recorded(conn)
         current = schema.current_revision(conn)
-        rows = tiers.status(conn) if mode else []
+        # Tier figures count every tenant's rows: the default tenant's keys (the
+        # operator's) see them, another tenant's keys see none.
+        rows = tiers.status(conn) if mode and request_tenant() == DEFAULT_TENANT else []
     head = _head()
     return json_response({
         "engine": mode,

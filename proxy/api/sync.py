@@ -26,7 +26,8 @@ from etl import replay, runs
 from etl.service import EtlService
 from etl.source import SourceError
 from pgpulse.store import audit, etl_runs, readings
-from proxy.auth import actor, require_scope
+from pgpulse.store.tenants import DEFAULT_TENANT
+from proxy.auth import actor, request_tenant, require_scope
 from proxy.body import json_body
 from proxy.errors import ApiError, bad_request, json_response
 from proxy.state import state
@@ -41,6 +42,11 @@ MAX_BODY = 1024 * 1024
 
 def _etl() -> EtlService:
     st = state()
+    if request_tenant() != DEFAULT_TENANT:
+        # The ETL has one source and loads it into the default tenant: another tenant's
+        # key may read its own (empty) runs and readings, never drive the ETL.
+        raise ApiError(403, "the ETL loads readings into the default tenant; only a key of "
+                            "that tenant (or an admin key without X-Scope-OrgID) may run or replay it")
     if st.etl is None:
         raise ApiError(503, st.etl_off or "the ETL is not configured")
     return st.etl
@@ -102,7 +108,8 @@ def list_runs() -> Response:
     if status is not None and status not in ("running", "succeeded", "failed"):
         raise bad_request("status: expected running, succeeded or failed", parameter="status")
     with state().connection() as conn:
-        return json_response({"runs": etl_runs.list_runs(conn, limit=limit, status=status)})
+        return json_response({"runs": etl_runs.list_runs(conn, limit=limit, status=status,
+                                                             tenant=request_tenant())})
 
 
 @bp.get("/api/sync/runs/<run_id>")
@@ -113,7 +120,7 @@ def get_run(run_id: str) -> Response:
     except ValueError:
         raise ApiError(404, "no such run", run_id=run_id[:100]) from None
     with state().connection() as conn:
-        row = etl_runs.get_run(conn, ident)
+        row = etl_runs.get_run(conn, ident, tenant=request_tenant())
     if row is None:
         raise ApiError(404, "no such run", run_id=ident)
     return json_response(row)
@@ -128,7 +135,8 @@ def list_rejects() -> Response:
     limit = _int_param("limit", 100, 1, 1000)
     include_closed = (request.args.get("all") or "").lower() in ("1", "true", "yes", "on")
     with state().connection() as conn:
-        rows = etl_runs.list_rejects(conn, open_only=not include_closed, limit=limit)
+        rows = etl_runs.list_rejects(conn, open_only=not include_closed, limit=limit,
+                                     tenant=request_tenant())
     return json_response({"rejects": rows})
 
 
@@ -208,7 +216,7 @@ def list_readings() -> Response:
         limit=_int_param("limit", 100, 1, readings.MAX_LIMIT), order=order, after=after,
     )
     with state().connection() as conn:
-        items, next_cursor = readings.fetch(conn, query)
+        items, next_cursor = readings.fetch(conn, query, tenant=request_tenant())
     return json_response({"readings": items, "next_cursor": next_cursor})
 
 

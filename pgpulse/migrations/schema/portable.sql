@@ -927,7 +927,100 @@ REVOKE ALL ON FUNCTION pgpulse_audit_append_only() FROM PUBLIC;
 
 UPDATE alembic_version SET version_num='0008_audit' WHERE alembic_version.version_num = '0007_timescale_roles';
 
--- Running upgrade 0008_audit -> 0009_compressed_raw
+-- Running upgrade 0008_audit -> 0009_citus
+
+UPDATE alembic_version SET version_num='0009_citus' WHERE alembic_version.version_num = '0008_audit';
+
+-- Running upgrade 0009_citus -> 0010_tenants
+
+CREATE TABLE tenants (
+            id text PRIMARY KEY CHECK (id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+            name text NOT NULL CHECK (name <> ''),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            max_series integer CHECK (max_series > 0),
+            max_series_per_metric integer CHECK (max_series_per_metric > 0),
+            raw_retention_days integer CHECK (raw_retention_days > 0),
+            retention_5m_days integer CHECK (retention_5m_days > 0),
+            retention_1h_days integer CHECK (retention_1h_days > 0),
+            monthly_sample_quota bigint CHECK (monthly_sample_quota >= 0)
+        );
+
+INSERT INTO tenants (id, name) VALUES ('default', 'default');
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenants TO pgpulse_writer;
+
+GRANT SELECT ON tenants TO pgpulse_reader;
+
+ALTER TABLE api_keys ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE series ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE system_metrics ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE reading_analytics ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE etl_runs ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE etl_rejects ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE metric_metadata ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
+
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE series ADD CONSTRAINT series_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE reading_analytics ADD CONSTRAINT reading_analytics_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE etl_runs ADD CONSTRAINT etl_runs_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE etl_rejects ADD CONSTRAINT etl_rejects_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE series DROP CONSTRAINT series_name_labels_key;
+
+ALTER TABLE series ADD CONSTRAINT series_tenant_name_labels_key UNIQUE (tenant_id, name, labels);
+
+ALTER TABLE metric_metadata DROP CONSTRAINT metric_metadata_pkey;
+
+ALTER TABLE metric_metadata ADD PRIMARY KEY (tenant_id, name);
+
+ALTER TABLE system_metrics DROP CONSTRAINT system_metrics_host_time_key;
+
+ALTER TABLE system_metrics ADD CONSTRAINT system_metrics_tenant_host_time_key UNIQUE (tenant_id, host, time);
+
+ALTER TABLE audit_log ADD COLUMN actor_tenant text;
+
+CREATE INDEX api_keys_tenant_idx ON api_keys (tenant_id);
+
+CREATE INDEX reading_analytics_tenant_idx ON reading_analytics (tenant_id, reading_time, id);
+
+CREATE INDEX etl_rejects_tenant_idx ON etl_rejects (tenant_id, created_at, id);
+
+UPDATE alembic_version SET version_num='0010_tenants' WHERE alembic_version.version_num = '0009_citus';
+
+-- Running upgrade 0010_tenants -> 0011_tier_covering_keys
+
+ALTER TABLE pgpulse_samples_5m_store DROP CONSTRAINT pgpulse_samples_5m_store_pkey, ADD CONSTRAINT pgpulse_samples_5m_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+
+ALTER TABLE pgpulse_samples_1h_store DROP CONSTRAINT pgpulse_samples_1h_store_pkey, ADD CONSTRAINT pgpulse_samples_1h_store_pkey PRIMARY KEY (series_id, bucket) INCLUDE (count, sum, min, max, last);
+
+UPDATE alembic_version SET version_num='0011_tier_covering_keys' WHERE alembic_version.version_num = '0010_tenants';
+
+-- Running upgrade 0011_tier_covering_keys -> 0012_usage
+
+CREATE TABLE usage_monthly (
+            tenant text NOT NULL,
+            month date NOT NULL CHECK (month = date_trunc('month', month)::date),
+            samples bigint NOT NULL DEFAULT 0 CHECK (samples >= 0),
+            PRIMARY KEY (tenant, month)
+        );
+
+GRANT SELECT, INSERT, UPDATE ON usage_monthly TO pgpulse_writer;
+
+GRANT SELECT ON usage_monthly TO pgpulse_reader;
+
+UPDATE alembic_version SET version_num='0012_usage' WHERE alembic_version.version_num = '0011_tier_covering_keys';
+
+-- Running upgrade 0012_usage -> 0013_compressed_raw
 
 CREATE TABLE samples_packed (
         series_id bigint NOT NULL,
@@ -1370,7 +1463,7 @@ REVOKE ALL ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz)
 
 GRANT EXECUTE ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz) TO pgpulse_writer;
 
-UPDATE alembic_version SET version_num='0009_compressed_raw' WHERE alembic_version.version_num = '0008_audit';
+UPDATE alembic_version SET version_num='0013_compressed_raw' WHERE alembic_version.version_num = '0012_usage';
 
 COMMIT;
 

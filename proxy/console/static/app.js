@@ -170,7 +170,7 @@
     else location.hash = target;
   }
   const PAGES = { hosts: hostsPage, host: hostPage, explore: explorePage, cardinality: cardinalityPage,
-                  etl: etlPage, status: statusPage };
+                  usage: usagePage, etl: etlPage, status: statusPage };
   function route() {
     timers.forEach(clearInterval);
     timers = [];
@@ -734,6 +734,30 @@
           el("th", { scope: "col", class: "num", text: "Distinct values" }))),
         el("tbody", {}, c.labels.map((l) => el("tr", {}, el("th", { scope: "row", text: l.name }),
           el("td", { class: "num", text: String(l.series) }), el("td", { class: `num${l.values >= 0.9 * l.series && l.series > 100 ? " warn" : ""}`, text: String(l.values) }))))));
+  }
+
+  // -- Usage -----------------------------------------------------------------------
+  async function usagePage(_parts, _params, gen) {
+    page("Usage");
+    const box = el("div", { id: "usage" }, el("p", { class: "muted", text: "Loading…" }));
+    main.append(box);
+    let u;
+    try { u = await api("/api/usage", { months: 12 }); } catch (e) { if (current(gen)) box.replaceChildren(errorBox(e)); return; }
+    if (!current(gen)) return;
+    const month = (iso) => new Date(`${iso}T00:00:00Z`).toLocaleDateString(undefined, { year: "numeric", month: "long", timeZone: "UTC" });
+    const reset = new Date(u.reset).toLocaleString();
+    const share = u.quota ? u.used / u.quota : 0;
+    box.replaceChildren(
+      u.quota === null
+        ? el("p", { id: "usage-summary", text: `Samples stored in ${month(u.month)}: ${u.used} (no monthly quota).` })
+        : el("p", { id: "usage-summary" }, el("label", { for: "usage-meter" },
+            `Samples stored in ${month(u.month)}: ${u.used} of the quota ${u.quota} (${(share * 100).toFixed(1)} %), ${u.remaining} left `),
+          el("meter", { id: "usage-meter", min: 0, max: u.quota, value: u.used, low: u.quota * 0.7, high: u.quota * 0.9, optimum: 0 })),
+      el("p", { class: "muted", text: `Tenant ${u.tenant}. Every ingest endpoint counts; a batch that would pass the quota is refused whole (429). The count restarts ${reset}.` }),
+      el("table", { id: "usage-months", "aria-label": "Samples stored per month, newest first" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Month" }), el("th", { scope: "col", class: "num", text: "Samples stored" }))),
+        el("tbody", {}, u.months.map((m) => el("tr", { "data-month": m.month }, el("th", { scope: "row", text: month(m.month) }),
+          el("td", { class: "num", text: String(m.samples) }))))));
   }
 
   // -- Readings ETL ----------------------------------------------------------------

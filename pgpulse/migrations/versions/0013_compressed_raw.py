@@ -23,15 +23,15 @@ and Grafana. On timescale all three read ``samples``, which TimescaleDB decompre
 itself. The portable rollup function reads through ``pgpulse_samples_between``, so
 a late write into a packed hour re-aggregates from the whole hour.
 
-Revision ID: 0009_compressed_raw
-Revises: 0008_audit
+Revision ID: 0013_compressed_raw
+Revises: 0012_usage
 Create Date: 2026-12-02
 """
 
 from alembic import context, op
 
-revision = "0009_compressed_raw"
-down_revision = "0008_audit"
+revision = "0013_compressed_raw"
+down_revision = "0012_usage"
 branch_labels = None
 depends_on = None
 
@@ -270,7 +270,7 @@ def portable_refresh_sql() -> str:
     text = previous.refresh_sql(True)
     old = "FROM samples\n"
     if text.count(old) != 1:
-        raise RuntimeError("revision 0003's rollup SQL changed shape: update revision 0009")
+        raise RuntimeError("revision 0003's rollup SQL changed shape: update revision 0013")
     return text.replace(old, "FROM pgpulse_samples_between(lower(rg), upper(rg)) AS samples\n")
 
 
