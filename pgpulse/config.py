@@ -187,6 +187,10 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None, **overrides: An
     """
     if environ is None:
         environ = read_environment()
+    # A variable a release replaced must not be silently ignored: the user meant it.
+    for old, instead in getattr(cls, "RETIRED", {}).items():
+        if old in environ:
+            raise SettingsError(f"{old} is no longer read: {instead}")
     values: dict[str, Any] = {}
     for name, spec in specs(cls):
         if name in overrides:

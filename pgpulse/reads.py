@@ -210,8 +210,7 @@ def read_series(
     def query_for(seg: Segment, inner: str) -> tuple[sql.Composable, dict[str, object]]:
         if seg.tier == "raw":
             return sql.SQL(
-                "SELECT series_id, {t} AS t, {agg} FROM samples "
-                "WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s "
+                "SELECT series_id, {t} AS t, {agg} FROM pgpulse_samples(%(ids)s, %(start)s, %(end)s) "
                 "GROUP BY 1, 2 ORDER BY 1, 2"
             ).format(t=_bucket("time", epoch), agg=_agg(inner, "raw", sql.Identifier("value"))), {}
         return _tier_query(conn, "samples", seg, step, inner, "series_id", "",

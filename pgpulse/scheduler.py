@@ -1,7 +1,7 @@
 """pgpulse's job scheduler (APScheduler): tier rollups and maintenance, plus jobs
 that other parts register (the ETL's scheduled run).
 
-In timescale mode TimescaleDB runs rollups and retention itself, so only the
+In timescale mode TimescaleDB runs rollups, retention and compression itself, so only the
 registered jobs and the pruning of staleness markers (a plain table on both
 engines) run here.
 """
@@ -68,6 +68,16 @@ def build(url: str, settings: CoreSettings, mode: str) -> BackgroundScheduler:
             "interval",
             hours=1,
             id="maintain",
+            next_run_time=datetime.now(UTC),
+        )
+    if mode == engine_mode.PORTABLE and settings.portable_compression:
+        # Every quarter of an hour: an hour becomes old enough once an hour, and a
+        # run with nothing to pack costs one index lookup.
+        scheduler.add_job(
+            _guarded("compress", lambda: tiers.compress(url, settings)),
+            "interval",
+            minutes=15,
+            id="compress",
             next_run_time=datetime.now(UTC),
         )
     scheduler.add_job(

@@ -82,7 +82,7 @@ def configure(conn: psycopg.Connection, settings: CoreSettings) -> None:
     conn.execute(
         "SELECT pgpulse_configure(%s, %s, %s, %s, %s)",
         (retention.raw, retention.m5, retention.h1, settings.late_window,
-         timedelta(days=settings.compress_after_days)),
+         timedelta(hours=settings.compress_after_hours)),
     )
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from pgpulse import config
 from pgpulse.config import SettingsError, setting
@@ -19,6 +20,11 @@ ENGINES = ("auto", "timescale", "portable")
 
 @dataclasses.dataclass(frozen=True)
 class CoreSettings:
+    # Variables that were replaced: set, they stop the program with what to set instead.
+    RETIRED: ClassVar[dict[str, str]] = {
+        "PGPULSE_COMPRESS_AFTER_DAYS": "set PGPULSE_COMPRESS_AFTER_HOURS instead (hours; 72 is the old 3 days)",
+    }
+
     database_url: str | None = setting(
         "DATABASE_URL",
         None,
@@ -92,12 +98,26 @@ class CoreSettings:
         parse=config.as_int(1),
         accepts="integer >= 1",
     )
-    compress_after_days: int = setting(
-        "PGPULSE_COMPRESS_AFTER_DAYS",
-        3,
-        "Raw chunks older than this are compressed (timescale engine).",
+    compress_after_hours: int = setting(
+        "PGPULSE_COMPRESS_AFTER_HOURS",
+        72,
+        "Raw samples older than this many hours are stored compressed: TimescaleDB's "
+        "compression of whole chunks (timescale engine); with "
+        "PGPULSE_PORTABLE_COMPRESSION on, pgpulse's packed hours (portable engine). "
+        "Readers see no difference; writes into compressed ranges still replace what "
+        "is there.",
         parse=config.as_int(1),
         accepts="integer >= 1",
+    )
+    portable_compression: bool = setting(
+        "PGPULSE_PORTABLE_COMPRESSION",
+        False,
+        "Portable engine: pack raw samples older than PGPULSE_COMPRESS_AFTER_HOURS into "
+        "samples_packed (about a tenth of the space). pgpulse's readers see both; your "
+        "own SQL must then read samples_all or pgpulse_samples() instead of samples, "
+        "which keeps only the unpacked part.",
+        parse=config.as_bool,
+        accepts="on, off",
     )
     partitions_ahead_days: int = setting(
         "PGPULSE_PARTITIONS_AHEAD_DAYS",

@@ -337,6 +337,19 @@ def maintain(url: str, settings: CoreSettings) -> int:
         return row[0]
 
 
+def compress(url: str, settings: CoreSettings) -> int:
+    """Portable: pack the raw samples of whole hours older than the setting (and the
+    hours late writes reopened) into ``samples_packed``; returns the samples moved.
+    Timescale: nothing (TimescaleDB's compression policy does it)."""
+    retention = Retention.from_settings(settings)
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pgpulse_compress_samples(%s, %s)",
+            (timedelta(hours=settings.compress_after_hours), retention.raw),
+        ).fetchone()
+        return row[0]
+
+
 def prune_stale_markers(url: str, settings: CoreSettings) -> int:
     """Staleness markers past the raw retention (both engines: they are a plain table
     that neither TimescaleDB's policies nor the portable partitions cover)."""

@@ -117,3 +117,8 @@ def test_every_setting_has_help_and_accepts():
     for cls in settings_classes():
         for row in config.describe(cls):
             assert row["help"].strip() and row["accepts"].strip(), row["env"]
+
+
+def test_a_retired_variable_stops_start_up_and_names_its_replacement():
+    with pytest.raises(SettingsError, match="PGPULSE_COMPRESS_AFTER_DAYS.*PGPULSE_COMPRESS_AFTER_HOURS"):
+        load_core({"PGPULSE_COMPRESS_AFTER_DAYS": "3"})

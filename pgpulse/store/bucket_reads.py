@@ -44,7 +44,8 @@ BUCKET_RANGE = """
     WHERE series_id = ANY(%(ids)s) AND bucket >= %(start)s AND bucket < %(end)s AND count > 0
     GROUP BY series_id
 """
-# The samples whose millisecond lies on one of the instants: [t, t + 1 ms) each.
+# The samples whose millisecond lies on one of the instants: [t, t + 1 ms) each,
+# through pgpulse_samples(), which also reads the packed hours of the portable engine.
 # Instants travel as bigint milliseconds: a timestamptz[] parameter of a few hundred
 # elements took seconds to parse here, the integers none.
 AT = """
@@ -52,8 +53,7 @@ AT = """
            array_agg(s.value ORDER BY s.time)
     FROM (SELECT timestamptz 'epoch' + ms * interval '1 millisecond'
           FROM unnest(%(at)s::bigint[]) AS u(ms)) AS i(t)
-    JOIN samples s ON s.series_id = ANY(%(ids)s) AND s.time >= i.t
-                  AND s.time < i.t + interval '1 millisecond'
+    CROSS JOIN LATERAL pgpulse_samples(%(ids)s, i.t, i.t + interval '1 millisecond') AS s
     GROUP BY s.series_id
 """
 

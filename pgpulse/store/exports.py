@@ -146,9 +146,9 @@ def samples(pool: ConnectionPool, series_ids: Sequence[int], start: datetime, en
     """(series_id, time, value) of those of ``series_ids`` that are series of ``tenant``,
     in [start, end), by series and time."""
     query = sql.SQL(
-        "SELECT series_id, time, value FROM samples WHERE series_id = ANY("
-        "SELECT id FROM series WHERE id = ANY(%s) AND tenant_id = %s) "
-        "AND time >= %s AND time < %s ORDER BY series_id, time"
+        "SELECT series_id, time, value FROM pgpulse_samples(ARRAY("
+        "SELECT id FROM series WHERE id = ANY(%s) AND tenant_id = %s), %s, %s) "
+        "ORDER BY series_id, time"
     )
     return RowStream(pool, query, [list(series_ids), tenant, start, end], limits)
 

@@ -24,8 +24,7 @@ from pgpulse.store import staleness
 READ = """
     SELECT series_id, array_agg(floor(extract(epoch FROM time) * 1000)::bigint ORDER BY time),
            array_agg(value ORDER BY time)
-    FROM samples
-    WHERE series_id = ANY(%(ids)s) AND time >= %(start)s AND time < %(end)s
+    FROM pgpulse_samples(%(ids)s, %(start)s, %(end)s)
     GROUP BY series_id
 """
 
@@ -78,8 +77,7 @@ def limit_statements(conn: psycopg.Connection, timeout_ms: int) -> None:
 
 IDS_WITH_SAMPLES = """
     SELECT s.id FROM unnest(%(ids)s::bigint[]) AS s(id)
-    WHERE EXISTS (SELECT 1 FROM samples WHERE series_id = s.id
-                  AND time >= %(start)s AND time < %(end)s)
+    WHERE EXISTS (SELECT 1 FROM pgpulse_samples(ARRAY[s.id], %(start)s, %(end)s))
 """
 
 

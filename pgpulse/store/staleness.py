@@ -25,7 +25,8 @@ PRUNE = "DELETE FROM stale_markers WHERE time < %s"
 READ = """
     SELECT m.series_id, m.time FROM stale_markers m
     WHERE m.series_id = ANY(%s) AND m.time >= %s AND m.time <= %s
-      AND NOT EXISTS (SELECT 1 FROM samples s WHERE s.series_id = m.series_id AND s.time = m.time)
+      AND NOT EXISTS (SELECT 1 FROM pgpulse_samples(ARRAY[m.series_id], m.time,
+                                                    m.time + INTERVAL '1 microsecond'))
     ORDER BY m.series_id, m.time
 """
 

@@ -1024,5 +1024,450 @@ GRANT SELECT ON usage_monthly TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0012_usage' WHERE alembic_version.version_num = '0011_tier_covering_keys';
 
+-- Running upgrade 0012_usage -> 0013_compressed_raw
+
+CREATE TABLE samples_packed (
+        series_id bigint NOT NULL,
+        hour timestamptz NOT NULL,
+        times_us bigint[] NOT NULL,
+        vals double precision[] NOT NULL,
+        PRIMARY KEY (series_id, hour),
+        CONSTRAINT samples_packed_whole_hour CHECK (hour = date_bin(INTERVAL '1 hour', hour, '1970-01-01 00:00:00+00'::timestamptz)),
+        CONSTRAINT samples_packed_same_length CHECK (cardinality(times_us) = cardinality(vals))
+    );
+
+CREATE INDEX samples_packed_hour_idx ON samples_packed (hour);
+
+ALTER TABLE samples_packed SET (toast_tuple_target = 128);
+
+DO $$ BEGIN
+        ALTER TABLE samples_packed ALTER COLUMN times_us SET COMPRESSION lz4,
+                                   ALTER COLUMN vals SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported THEN NULL;
+    END $$;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON samples_packed TO pgpulse_writer;
+
+GRANT SELECT ON samples_packed TO pgpulse_reader;
+
+CREATE TABLE pgpulse_repack (
+        hour timestamptz PRIMARY KEY
+    );
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON pgpulse_repack TO pgpulse_writer;
+
+CREATE FUNCTION pgpulse_unpack(times_us bigint[], vals double precision[])
+    RETURNS TABLE (us bigint, value double precision)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT (sum(d) OVER (ORDER BY n))::bigint, v
+        FROM unnest(times_us, vals) WITH ORDINALITY AS x(d, v, n)
+    $$;
+
+CREATE FUNCTION pgpulse_pack(times_us bigint[], vals double precision[],
+        new_us bigint[], new_vals double precision[],
+        OUT packed_us bigint[], OUT packed_vals double precision[])
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT coalesce(array_agg(us - prev ORDER BY us), '{}'),
+               coalesce(array_agg(value ORDER BY us), '{}')
+        FROM (SELECT us, value, coalesce(lag(us) OVER (ORDER BY us), 0) AS prev
+              FROM (SELECT DISTINCT ON (us) us, value
+                    FROM (SELECT n.us, n.value, 0 AS rank
+                          FROM unnest(new_us, new_vals) AS n(us, value)
+                          UNION ALL
+                          SELECT o.us, o.value, 1 FROM pgpulse_unpack(times_us, vals) AS o) AS both_sides
+                    ORDER BY us, rank) AS merged
+              WHERE value IS NOT NULL) AS kept
+    $$;
+
+CREATE FUNCTION pgpulse_samples(ids bigint[], lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE sql STABLE AS $$
+        SELECT s.series_id, s.time, s.value FROM samples s
+        WHERE s.series_id = ANY(ids) AND s.time >= lo AND s.time < hi
+        UNION ALL
+        SELECT u.series_id, u.time, u.value
+        FROM (SELECT p.series_id, p.hour + o.us * INTERVAL '1 microsecond' AS time, o.value
+              FROM samples_packed p CROSS JOIN LATERAL pgpulse_unpack(p.times_us, p.vals) o
+              WHERE p.series_id = ANY(ids)
+                AND p.hour > lo - INTERVAL '1 hour' AND p.hour < hi) u
+        WHERE u.time >= lo AND u.time < hi
+    $$;
+
+CREATE FUNCTION pgpulse_samples_between(lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE sql STABLE AS $$
+        SELECT s.series_id, s.time, s.value FROM samples s WHERE s.time >= lo AND s.time < hi
+        UNION ALL
+        SELECT u.series_id, u.time, u.value
+        FROM (SELECT p.series_id, p.hour + o.us * INTERVAL '1 microsecond' AS time, o.value
+              FROM samples_packed p CROSS JOIN LATERAL pgpulse_unpack(p.times_us, p.vals) o
+              WHERE p.hour > lo - INTERVAL '1 hour' AND p.hour < hi) u
+        WHERE u.time >= lo AND u.time < hi
+    $$;
+
+CREATE VIEW samples_all AS
+    SELECT time, series_id, value FROM samples
+    UNION ALL
+    SELECT p.hour + o.us * INTERVAL '1 microsecond', p.series_id, o.value
+    FROM samples_packed p CROSS JOIN LATERAL pgpulse_unpack(p.times_us, p.vals) o;
+
+CREATE FUNCTION pgpulse_unpack_overwritten() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        mark timestamptz := (SELECT max(hour) + INTERVAL '1 hour' FROM samples_packed);
+    BEGIN
+        IF mark IS NULL OR NOT EXISTS (SELECT 1 FROM pgpulse_packed_new n WHERE n.time < mark) THEN
+            RETURN NULL;
+        END IF;
+        WITH hit AS (
+            SELECT n.series_id, date_bin(INTERVAL '1 hour', n.time, '1970-01-01 00:00:00+00'::timestamptz) AS hour,
+                   array_agg((extract(epoch FROM n.time - date_bin(INTERVAL '1 hour', n.time, '1970-01-01 00:00:00+00'::timestamptz))
+                              * 1000000)::bigint) AS us
+            FROM pgpulse_packed_new n WHERE n.time < mark GROUP BY 1, 2
+        )
+        UPDATE samples_packed p SET (times_us, vals) = (
+            SELECT k.packed_us, k.packed_vals
+            FROM pgpulse_pack(p.times_us, p.vals, h.us,
+                              array_fill(NULL::double precision, ARRAY[cardinality(h.us)])) k)
+        FROM hit h WHERE p.series_id = h.series_id AND p.hour = h.hour;
+        INSERT INTO pgpulse_repack (hour)
+        SELECT DISTINCT date_bin(INTERVAL '1 hour', n.time, '1970-01-01 00:00:00+00'::timestamptz) FROM pgpulse_packed_new n
+        WHERE n.time < mark
+        ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$;
+
+CREATE TRIGGER samples_unpack_overwritten AFTER INSERT ON samples REFERENCING NEW TABLE AS pgpulse_packed_new FOR EACH STATEMENT EXECUTE FUNCTION pgpulse_unpack_overwritten();
+
+CREATE FUNCTION pgpulse_compress_samples(after interval, raw_keep interval,
+        at timestamptz DEFAULT now())
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        cutoff timestamptz := least(date_bin(INTERVAL '1 hour', at - after, '1970-01-01 00:00:00+00'::timestamptz),
+                                    date_bin(INTERVAL '1 hour', pgpulse_watermark('samples_5m'), '1970-01-01 00:00:00+00'::timestamptz));
+        since timestamptz := coalesce((SELECT max(hour) + INTERVAL '1 hour' FROM samples_packed),
+                                      '-infinity');
+        hours tstzmultirange;
+        rg tstzrange;
+        moved bigint := 0;
+        k bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('pgpulse_compress_samples'));
+        DELETE FROM samples_packed WHERE hour < date_bin(INTERVAL '1 day', at - raw_keep, '1970-01-01 00:00:00+00'::timestamptz);
+        WITH taken AS (DELETE FROM pgpulse_repack r WHERE r.hour < cutoff RETURNING r.hour)
+        SELECT coalesce(range_agg(tstzrange(t.hour, t.hour + INTERVAL '1 hour')), '{}'::tstzmultirange)
+        INTO hours FROM taken t;
+        IF since < cutoff THEN
+            hours := hours + tstzmultirange(tstzrange(since, cutoff));
+        END IF;
+        FOR rg IN SELECT unnest(hours) LOOP
+            WITH gone AS (
+                DELETE FROM samples s WHERE s.time >= lower(rg) AND s.time < upper(rg)
+                RETURNING s.series_id, s.time, s.value
+            ), grouped AS (
+                SELECT g.series_id, date_bin(INTERVAL '1 hour', g.time, '1970-01-01 00:00:00+00'::timestamptz) AS hour,
+                       array_agg((extract(epoch FROM g.time - date_bin(INTERVAL '1 hour', g.time, '1970-01-01 00:00:00+00'::timestamptz))
+                                  * 1000000)::bigint) AS us,
+                       array_agg(g.value) AS vals, count(*) AS n
+                FROM gone g GROUP BY 1, 2
+            ), written AS (
+                INSERT INTO samples_packed AS p (series_id, hour, times_us, vals)
+                SELECT g.series_id, g.hour, k.packed_us, k.packed_vals
+                FROM grouped g, pgpulse_pack('{}', '{}', g.us, g.vals) k
+                ON CONFLICT (series_id, hour) DO UPDATE SET (times_us, vals) = (
+                    SELECT m.packed_us, m.packed_vals
+                    FROM (SELECT array_agg(e.us) AS us, array_agg(e.value) AS vals
+                          FROM pgpulse_unpack(EXCLUDED.times_us, EXCLUDED.vals) e) x,
+                         pgpulse_pack(p.times_us, p.vals, x.us, x.vals) m)
+                RETURNING 1
+            )
+            SELECT coalesce(sum(g.n), 0) INTO k FROM grouped g;
+            moved := moved + k;
+        END LOOP;
+        RETURN moved;
+    END $$;
+
+CREATE OR REPLACE FUNCTION pgpulse_refresh_tiers(late interval, raw_keep interval,
+        keep_5m interval, at timestamptz DEFAULT now())
+    RETURNS TABLE (relation text, buckets bigint)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    DECLARE
+        raw_floor timestamptz := date_bin(INTERVAL '1 hour', at - raw_keep, '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour';
+        floor_5m timestamptz := date_bin(INTERVAL '1 hour', at - keep_5m, '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour';
+        target_5m timestamptz := date_bin(INTERVAL '5 minutes', at, '1970-01-01 00:00:00+00'::timestamptz);
+        target_1h timestamptz := date_bin(INTERVAL '1 hour', at, '1970-01-01 00:00:00+00'::timestamptz);
+        since timestamptz;
+        r5 tstzmultirange;
+        r1 tstzmultirange;
+        rg tstzrange;
+        n bigint;
+        k bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('pgpulse_refresh_tiers'));
+        
+        -- samples: raw -> 5m
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'samples_5m';
+        
+        WITH taken AS (
+            DELETE FROM pgpulse_invalidations i WHERE i.relation = 'samples' RETURNING i.lo, i.hi
+        )
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '5 minutes', lo, '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '5 minutes', hi, '1970-01-01 00:00:00+00'::timestamptz)
+                                                + INTERVAL '5 minutes')),
+                        '{}'::tstzmultirange)
+        INTO r5 FROM taken;
+        r5 := (r5 + tstzmultirange(tstzrange(least(coalesce(date_bin(INTERVAL '5 minutes', since - late, '1970-01-01 00:00:00+00'::timestamptz), '-infinity'), target_5m), target_5m)))
+              * tstzmultirange(tstzrange(least(raw_floor, target_5m), target_5m));
+        n := 0;
+        FOR rg IN SELECT unnest(r5) LOOP
+            
+                DELETE FROM pgpulse_samples_5m_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_samples_5m_store (bucket, series_id, count, sum, min, max, last)
+                SELECT date_bin(INTERVAL '300 seconds', time, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, series_id,
+       count(value) AS count,
+       sum(value) AS sum,
+       min(value) AS min,
+       max(value) AS max,
+       (array_agg(value ORDER BY time DESC))[1] AS last
+FROM pgpulse_samples_between(lower(rg), upper(rg)) AS samples
+                WHERE time >= lower(rg) AND time < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'samples_5m'; buckets := n; RETURN NEXT;
+
+        -- samples: 5m -> 1h (from the 5m store: whole hours below the 5m watermark)
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'samples_1h';
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '1 hour', lower(u), '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '1 hour', upper(u) - INTERVAL '1 microsecond',
+                                                     '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour')),
+                        '{}'::tstzmultirange)
+        INTO r1 FROM unnest(r5) AS u;
+        r1 := (r1 + tstzmultirange(tstzrange(least(coalesce(since, '-infinity'), target_1h), target_1h)))
+              * tstzmultirange(tstzrange(least(floor_5m, target_1h), target_1h));
+        n := 0;
+        FOR rg IN SELECT unnest(r1) LOOP
+            
+                DELETE FROM pgpulse_samples_1h_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_samples_1h_store (bucket, series_id, count, sum, min, max, last)
+                SELECT date_bin(INTERVAL '3600 seconds', bucket, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, series_id,
+       sum(count)::bigint AS count,
+       sum(sum) AS sum,
+       min(min) AS min,
+       max(max) AS max,
+       (array_agg(last ORDER BY bucket DESC))[1] AS last
+FROM pgpulse_samples_5m_store
+                WHERE bucket >= lower(rg) AND bucket < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'samples_1h'; buckets := n; RETURN NEXT;
+
+        INSERT INTO pgpulse_watermarks AS w (relation, watermark, previous)
+        VALUES ('samples_5m', target_5m, target_5m),
+               ('samples_1h', target_1h, target_1h)
+        ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE
+            SET previous = w.watermark, watermark = EXCLUDED.watermark, refreshed_at = now();
+
+        -- system_metrics: raw -> 5m
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'system_metrics_5m';
+        
+        WITH taken AS (
+            DELETE FROM pgpulse_invalidations i WHERE i.relation = 'system_metrics' RETURNING i.lo, i.hi
+        )
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '5 minutes', lo, '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '5 minutes', hi, '1970-01-01 00:00:00+00'::timestamptz)
+                                                + INTERVAL '5 minutes')),
+                        '{}'::tstzmultirange)
+        INTO r5 FROM taken;
+        r5 := (r5 + tstzmultirange(tstzrange(least(coalesce(date_bin(INTERVAL '5 minutes', since - late, '1970-01-01 00:00:00+00'::timestamptz), '-infinity'), target_5m), target_5m)))
+              * tstzmultirange(tstzrange(least(raw_floor, target_5m), target_5m));
+        n := 0;
+        FOR rg IN SELECT unnest(r5) LOOP
+            
+                DELETE FROM pgpulse_system_metrics_5m_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_system_metrics_5m_store (bucket, host, snapshots, cpu_percent_count, cpu_percent_sum, cpu_percent_min, cpu_percent_max, cpu_percent_last, cpu_iowait_count, cpu_iowait_sum, cpu_iowait_min, cpu_iowait_max, cpu_iowait_last, load1_count, load1_sum, load1_min, load1_max, load1_last, load5_count, load5_sum, load5_min, load5_max, load5_last, load15_count, load15_sum, load15_min, load15_max, load15_last, mem_percent_count, mem_percent_sum, mem_percent_min, mem_percent_max, mem_percent_last, swap_percent_count, swap_percent_sum, swap_percent_min, swap_percent_max, swap_percent_last, rootfs_percent_count, rootfs_percent_sum, rootfs_percent_min, rootfs_percent_max, rootfs_percent_last, disk_read_bps_count, disk_read_bps_sum, disk_read_bps_min, disk_read_bps_max, disk_read_bps_last, disk_write_bps_count, disk_write_bps_sum, disk_write_bps_min, disk_write_bps_max, disk_write_bps_last, net_rx_bps_count, net_rx_bps_sum, net_rx_bps_min, net_rx_bps_max, net_rx_bps_last, net_tx_bps_count, net_tx_bps_sum, net_tx_bps_min, net_tx_bps_max, net_tx_bps_last, procs_count, procs_sum, procs_min, procs_max, procs_last)
+                SELECT date_bin(INTERVAL '300 seconds', time, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, host,
+       count(*) AS snapshots,
+       count(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END) AS cpu_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{cpu,percent}') = 'number' THEN (data #>> '{cpu,percent}')::double precision END ORDER BY time DESC))[1] AS cpu_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_min,
+       max(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END) AS cpu_iowait_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{cpu,iowait}') = 'number' THEN (data #>> '{cpu,iowait}')::double precision END ORDER BY time DESC))[1] AS cpu_iowait_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END) AS load1_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load1}') = 'number' THEN (data #>> '{load,load1}')::double precision END ORDER BY time DESC))[1] AS load1_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END) AS load5_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load5}') = 'number' THEN (data #>> '{load,load5}')::double precision END ORDER BY time DESC))[1] AS load5_last,
+       count(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_min,
+       max(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END) AS load15_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{load,load15}') = 'number' THEN (data #>> '{load,load15}')::double precision END ORDER BY time DESC))[1] AS load15_last,
+       count(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END) AS mem_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{memory,percent}') = 'number' THEN (data #>> '{memory,percent}')::double precision END ORDER BY time DESC))[1] AS mem_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END) AS swap_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{swap,percent}') = 'number' THEN (data #>> '{swap,percent}')::double precision END ORDER BY time DESC))[1] AS swap_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_min,
+       max(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END) AS rootfs_percent_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{filesystems,/,percent}') = 'number' THEN (data #>> '{filesystems,/,percent}')::double precision END ORDER BY time DESC))[1] AS rootfs_percent_last,
+       count(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END) AS disk_read_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{disk,read_bytes_per_s}') = 'number' THEN (data #>> '{disk,read_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS disk_read_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END) AS disk_write_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{disk,write_bytes_per_s}') = 'number' THEN (data #>> '{disk,write_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS disk_write_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END) AS net_rx_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{network,rx_bytes_per_s}') = 'number' THEN (data #>> '{network,rx_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS net_rx_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_min,
+       max(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END) AS net_tx_bps_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{network,tx_bytes_per_s}') = 'number' THEN (data #>> '{network,tx_bytes_per_s}')::double precision END ORDER BY time DESC))[1] AS net_tx_bps_last,
+       count(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_count,
+       sum(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_sum,
+       min(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_min,
+       max(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END) AS procs_max,
+       (array_agg(CASE WHEN jsonb_typeof(data #> '{processes,count}') = 'number' THEN (data #>> '{processes,count}')::double precision END ORDER BY time DESC))[1] AS procs_last
+FROM system_metrics
+                WHERE time >= lower(rg) AND time < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'system_metrics_5m'; buckets := n; RETURN NEXT;
+
+        -- system_metrics: 5m -> 1h (from the 5m store: whole hours below the 5m watermark)
+        SELECT least(w.previous, w.watermark) INTO since FROM pgpulse_watermarks w WHERE w.relation = 'system_metrics_1h';
+        SELECT coalesce(range_agg(tstzrange(date_bin(INTERVAL '1 hour', lower(u), '1970-01-01 00:00:00+00'::timestamptz),
+                                            date_bin(INTERVAL '1 hour', upper(u) - INTERVAL '1 microsecond',
+                                                     '1970-01-01 00:00:00+00'::timestamptz) + INTERVAL '1 hour')),
+                        '{}'::tstzmultirange)
+        INTO r1 FROM unnest(r5) AS u;
+        r1 := (r1 + tstzmultirange(tstzrange(least(coalesce(since, '-infinity'), target_1h), target_1h)))
+              * tstzmultirange(tstzrange(least(floor_5m, target_1h), target_1h));
+        n := 0;
+        FOR rg IN SELECT unnest(r1) LOOP
+            
+                DELETE FROM pgpulse_system_metrics_1h_store WHERE bucket >= lower(rg) AND bucket < upper(rg);
+                INSERT INTO pgpulse_system_metrics_1h_store (bucket, host, snapshots, cpu_percent_count, cpu_percent_sum, cpu_percent_min, cpu_percent_max, cpu_percent_last, cpu_iowait_count, cpu_iowait_sum, cpu_iowait_min, cpu_iowait_max, cpu_iowait_last, load1_count, load1_sum, load1_min, load1_max, load1_last, load5_count, load5_sum, load5_min, load5_max, load5_last, load15_count, load15_sum, load15_min, load15_max, load15_last, mem_percent_count, mem_percent_sum, mem_percent_min, mem_percent_max, mem_percent_last, swap_percent_count, swap_percent_sum, swap_percent_min, swap_percent_max, swap_percent_last, rootfs_percent_count, rootfs_percent_sum, rootfs_percent_min, rootfs_percent_max, rootfs_percent_last, disk_read_bps_count, disk_read_bps_sum, disk_read_bps_min, disk_read_bps_max, disk_read_bps_last, disk_write_bps_count, disk_write_bps_sum, disk_write_bps_min, disk_write_bps_max, disk_write_bps_last, net_rx_bps_count, net_rx_bps_sum, net_rx_bps_min, net_rx_bps_max, net_rx_bps_last, net_tx_bps_count, net_tx_bps_sum, net_tx_bps_min, net_tx_bps_max, net_tx_bps_last, procs_count, procs_sum, procs_min, procs_max, procs_last)
+                SELECT date_bin(INTERVAL '3600 seconds', bucket, '1970-01-01 00:00:00+00'::timestamptz) AS bucket, host,
+       sum(snapshots)::bigint AS snapshots,
+       sum(cpu_percent_count)::bigint AS cpu_percent_count,
+       sum(cpu_percent_sum) AS cpu_percent_sum,
+       min(cpu_percent_min) AS cpu_percent_min,
+       max(cpu_percent_max) AS cpu_percent_max,
+       (array_agg(cpu_percent_last ORDER BY bucket DESC))[1] AS cpu_percent_last,
+       sum(cpu_iowait_count)::bigint AS cpu_iowait_count,
+       sum(cpu_iowait_sum) AS cpu_iowait_sum,
+       min(cpu_iowait_min) AS cpu_iowait_min,
+       max(cpu_iowait_max) AS cpu_iowait_max,
+       (array_agg(cpu_iowait_last ORDER BY bucket DESC))[1] AS cpu_iowait_last,
+       sum(load1_count)::bigint AS load1_count,
+       sum(load1_sum) AS load1_sum,
+       min(load1_min) AS load1_min,
+       max(load1_max) AS load1_max,
+       (array_agg(load1_last ORDER BY bucket DESC))[1] AS load1_last,
+       sum(load5_count)::bigint AS load5_count,
+       sum(load5_sum) AS load5_sum,
+       min(load5_min) AS load5_min,
+       max(load5_max) AS load5_max,
+       (array_agg(load5_last ORDER BY bucket DESC))[1] AS load5_last,
+       sum(load15_count)::bigint AS load15_count,
+       sum(load15_sum) AS load15_sum,
+       min(load15_min) AS load15_min,
+       max(load15_max) AS load15_max,
+       (array_agg(load15_last ORDER BY bucket DESC))[1] AS load15_last,
+       sum(mem_percent_count)::bigint AS mem_percent_count,
+       sum(mem_percent_sum) AS mem_percent_sum,
+       min(mem_percent_min) AS mem_percent_min,
+       max(mem_percent_max) AS mem_percent_max,
+       (array_agg(mem_percent_last ORDER BY bucket DESC))[1] AS mem_percent_last,
+       sum(swap_percent_count)::bigint AS swap_percent_count,
+       sum(swap_percent_sum) AS swap_percent_sum,
+       min(swap_percent_min) AS swap_percent_min,
+       max(swap_percent_max) AS swap_percent_max,
+       (array_agg(swap_percent_last ORDER BY bucket DESC))[1] AS swap_percent_last,
+       sum(rootfs_percent_count)::bigint AS rootfs_percent_count,
+       sum(rootfs_percent_sum) AS rootfs_percent_sum,
+       min(rootfs_percent_min) AS rootfs_percent_min,
+       max(rootfs_percent_max) AS rootfs_percent_max,
+       (array_agg(rootfs_percent_last ORDER BY bucket DESC))[1] AS rootfs_percent_last,
+       sum(disk_read_bps_count)::bigint AS disk_read_bps_count,
+       sum(disk_read_bps_sum) AS disk_read_bps_sum,
+       min(disk_read_bps_min) AS disk_read_bps_min,
+       max(disk_read_bps_max) AS disk_read_bps_max,
+       (array_agg(disk_read_bps_last ORDER BY bucket DESC))[1] AS disk_read_bps_last,
+       sum(disk_write_bps_count)::bigint AS disk_write_bps_count,
+       sum(disk_write_bps_sum) AS disk_write_bps_sum,
+       min(disk_write_bps_min) AS disk_write_bps_min,
+       max(disk_write_bps_max) AS disk_write_bps_max,
+       (array_agg(disk_write_bps_last ORDER BY bucket DESC))[1] AS disk_write_bps_last,
+       sum(net_rx_bps_count)::bigint AS net_rx_bps_count,
+       sum(net_rx_bps_sum) AS net_rx_bps_sum,
+       min(net_rx_bps_min) AS net_rx_bps_min,
+       max(net_rx_bps_max) AS net_rx_bps_max,
+       (array_agg(net_rx_bps_last ORDER BY bucket DESC))[1] AS net_rx_bps_last,
+       sum(net_tx_bps_count)::bigint AS net_tx_bps_count,
+       sum(net_tx_bps_sum) AS net_tx_bps_sum,
+       min(net_tx_bps_min) AS net_tx_bps_min,
+       max(net_tx_bps_max) AS net_tx_bps_max,
+       (array_agg(net_tx_bps_last ORDER BY bucket DESC))[1] AS net_tx_bps_last,
+       sum(procs_count)::bigint AS procs_count,
+       sum(procs_sum) AS procs_sum,
+       min(procs_min) AS procs_min,
+       max(procs_max) AS procs_max,
+       (array_agg(procs_last ORDER BY bucket DESC))[1] AS procs_last
+FROM pgpulse_system_metrics_5m_store
+                WHERE bucket >= lower(rg) AND bucket < upper(rg)
+                GROUP BY 1, 2;
+                GET DIAGNOSTICS k = ROW_COUNT;
+                n := n + k;
+        END LOOP;
+        relation := 'system_metrics_1h'; buckets := n; RETURN NEXT;
+
+        INSERT INTO pgpulse_watermarks AS w (relation, watermark, previous)
+        VALUES ('system_metrics_5m', target_5m, target_5m),
+               ('system_metrics_1h', target_1h, target_1h)
+        ON CONFLICT ON CONSTRAINT pgpulse_watermarks_pkey DO UPDATE
+            SET previous = w.watermark, watermark = EXCLUDED.watermark, refreshed_at = now();
+
+    END $$;
+
+GRANT SELECT ON samples_all TO pgpulse_reader;
+
+REVOKE ALL ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz) TO pgpulse_writer;
+
+UPDATE alembic_version SET version_num='0013_compressed_raw' WHERE alembic_version.version_num = '0012_usage';
+
 COMMIT;
 

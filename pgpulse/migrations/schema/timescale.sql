@@ -631,5 +631,35 @@ GRANT SELECT ON usage_monthly TO pgpulse_reader;
 
 UPDATE alembic_version SET version_num='0012_usage' WHERE alembic_version.version_num = '0011_tier_covering_keys';
 
+-- Running upgrade 0012_usage -> 0013_compressed_raw
+
+CREATE FUNCTION pgpulse_samples(ids bigint[], lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE sql STABLE AS $$
+        SELECT s.series_id, s.time, s.value FROM samples s
+        WHERE s.series_id = ANY(ids) AND s.time >= lo AND s.time < hi
+    $$;
+
+CREATE FUNCTION pgpulse_samples_between(lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE sql STABLE AS $$
+        SELECT s.series_id, s.time, s.value FROM samples s WHERE s.time >= lo AND s.time < hi
+    $$;
+
+CREATE VIEW samples_all AS SELECT time, series_id, value FROM samples;
+
+CREATE FUNCTION pgpulse_compress_samples(after interval, raw_keep interval,
+        at timestamptz DEFAULT now())
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = public, pg_temp
+    AS $$ SELECT 0::bigint $$;
+
+GRANT SELECT ON samples_all TO pgpulse_reader;
+
+REVOKE ALL ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz) FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION pgpulse_compress_samples(interval, interval, timestamptz) TO pgpulse_writer;
+
+UPDATE alembic_version SET version_num='0013_compressed_raw' WHERE alembic_version.version_num = '0012_usage';
+
 COMMIT;
 
