@@ -23,12 +23,18 @@ and Grafana. On timescale all three read ``samples``, which TimescaleDB decompre
 itself. The portable rollup function reads through ``pgpulse_samples_between``, so
 a late write into a packed hour re-aggregates from the whole hour.
 
+On Citus (revision 0009) the portable engine keeps its raw samples unpacked: the
+readers are the plain ones, as on timescale, and ``pgpulse_compress_samples()`` does
+nothing (Citus refuses the trigger on a distributed ``samples``, and a packed table
+would need distributing beside it).
+
 Revision ID: 0013_compressed_raw
 Revises: 0012_usage
 Create Date: 2026-12-02
 """
 
 from alembic import context, op
+from sqlalchemy import text
 
 revision = "0013_compressed_raw"
 down_revision = "0012_usage"
@@ -41,6 +47,19 @@ EPOCH = "'1970-01-01 00:00:00+00'::timestamptz"
 def engine() -> str:
     """The engine mode ("timescale" or "portable") this database uses."""
     return context.config.attributes["engine"]
+
+
+def citus() -> bool:
+    """True when this database has the citus extension (never in offline mode)."""
+    if context.is_offline_mode():
+        return False
+    found = op.get_bind().execute(text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')"))
+    return bool(found.scalar())
+
+
+def packed() -> bool:
+    """Whether this database gets pgpulse's packed hours (portable, single node)."""
+    return engine() == "portable" and not citus()
 
 
 TIMESCALE_READS = [
@@ -275,7 +294,7 @@ def portable_refresh_sql() -> str:
 
 
 def upgrade() -> None:
-    if engine() == "timescale":
+    if not packed():
         for statement in TIMESCALE_READS:
             op.execute(statement)
     else:
@@ -293,7 +312,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS samples_all")
     op.execute("DROP FUNCTION IF EXISTS pgpulse_samples_between(timestamptz, timestamptz)")
     op.execute("DROP FUNCTION IF EXISTS pgpulse_samples(bigint[], timestamptz, timestamptz)")
-    if engine() == "timescale":
+    if not packed():
         return
     previous = context.script.get_revision("0003_late_data").module
     op.execute(previous.refresh_sql(True))
