@@ -79,7 +79,7 @@ def _write(conn: psycopg.Connection, start: int, end: int) -> None:
         elif offset == 20 * M:
             batch.stale.append((_us(t + 1), c))
     with conn.transaction():
-        write_batch(conn, batch, SeriesLimits(max_series=1000, max_series_per_metric=1000))
+        write_batch(conn, batch, SeriesLimits(max_series=1000, max_series_per_metric=1000), tenant="default")
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +135,14 @@ INSTANTS = [BASE + 4 * H, BASE + 6 * H + 20 * M, BASE + SPAN - 5 * M, BASE + 4 *
 def test_tier_answers_equal_raw_answers(loaded: str, expr: str) -> None:
     with psycopg.connect(loaded) as conn:
         for start, end, step in RANGES:
-            raw = range_query(conn, expr, start, end, step, RAW)
-            tiered = range_query(conn, expr, start, end, step, TIERED)
+            raw = range_query(conn, expr, start, end, step, RAW, tenant="default")
+            tiered = range_query(conn, expr, start, end, step, TIERED, tenant="default")
             assert raw.tiers == ["raw"] or raw.tiers == [], raw.sources
             assert raw.data()["result"], (expr, start, step)
             assert differences(raw.data(), tiered.data()) == [], (expr, start, end, step)
         for at in INSTANTS:
-            raw = instant_query(conn, expr, at, RAW)
-            tiered = instant_query(conn, expr, at, TIERED)
+            raw = instant_query(conn, expr, at, RAW, tenant="default")
+            tiered = instant_query(conn, expr, at, TIERED, tenant="default")
             assert differences(raw.data(), tiered.data()) == [], (expr, at)
 
 
@@ -157,7 +157,7 @@ def test_tier_answers_equal_raw_answers(loaded: str, expr: str) -> None:
 def test_aligned_windows_are_served_by_the_tier(loaded: str, expr: str, step: int, tier: str) -> None:
     with psycopg.connect(loaded) as conn:
         result = range_query(conn, expr.replace("tg", 'tg{s=~"a|b"}'), BASE + 2 * H,
-                             BASE + 20 * H, step, TIERED)
+                             BASE + 20 * H, step, TIERED, tenant="default")
     assert tier in result.tiers, result.sources
     assert "raw" not in result.tiers, result.sources
 
@@ -172,13 +172,13 @@ def test_aligned_windows_are_served_by_the_tier(loaded: str, expr: str, step: in
 def test_what_tiers_cannot_answer_exactly_is_read_raw(loaded: str, expr: str, start: int,
                                                       step: int) -> None:
     with psycopg.connect(loaded) as conn:
-        result = range_query(conn, expr, start, start + 12 * H, step, TIERED)
+        result = range_query(conn, expr, start, start + 12 * H, step, TIERED, tenant="default")
     assert result.tiers == ["raw"], result.sources
 
 
 def test_series_with_staleness_markers_are_read_raw(loaded: str) -> None:
     with psycopg.connect(loaded) as conn:
-        result = range_query(conn, "tg", BASE + 2 * H, BASE + 8 * H, 5 * M, TIERED)
+        result = range_query(conn, "tg", BASE + 2 * H, BASE + 8 * H, 5 * M, TIERED, tenant="default")
     assert result.tiers == ["raw", "5m"]
     assert any("staleness" in what for _tier, what in result.sources)
 
