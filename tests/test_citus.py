@@ -199,10 +199,10 @@ def test_data_sits_on_every_worker(both, cluster_url):
 def test_a_replayed_snapshot_batch_counts_nothing_new(cluster_url):
     shots = [{"host": "replayed", "time": time.time() - 60 - i, "data": {"cpu": {"percent": 1.0}}} for i in range(5)]
     with psycopg.connect(cluster_url) as conn:
-        assert snapshots.write(conn, shots) == 5
-        assert snapshots.write(conn, shots) == 0
+        assert snapshots.write(conn, shots, tenant="default") == 5
+        assert snapshots.write(conn, shots, tenant="default") == 0
         assert snapshots.write(conn, shots + [{"host": "replayed", "time": time.time() - 600,
-                                               "data": {}}]) == 1
+                                               "data": {}}], tenant="default") == 1
         conn.rollback()
 
 

@@ -580,11 +580,11 @@ ALTER TABLE etl_rejects ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
 
 ALTER TABLE metric_metadata ADD COLUMN tenant_id text NOT NULL DEFAULT 'default';
 
-ALTER TABLE api_keys ADD CONSTRAINT api_keys_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
-
 ALTER TABLE series ADD CONSTRAINT series_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
 
 ALTER TABLE reading_analytics ADD CONSTRAINT reading_analytics_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
+
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
 
 ALTER TABLE etl_runs ADD CONSTRAINT etl_runs_tenant_fkey FOREIGN KEY (tenant_id) REFERENCES tenants (id);
 

@@ -74,7 +74,11 @@ def upgrade() -> None:
     for table in OWNED:
         # A constant default: existing rows take it without a rewrite.
         op.execute(f"ALTER TABLE {table} ADD COLUMN tenant_id text NOT NULL DEFAULT 'default'")
-    for table in ("api_keys", "series", "reading_analytics", "etl_runs", "etl_rejects"):
+    # On Citus only the reference tables get the foreign key: one from a plain local
+    # table would turn it into a Citus-managed table, which then refuses to drop a
+    # column of a table with an identity (the downgrade).
+    local = () if citus() else ("api_keys", "etl_runs", "etl_rejects")
+    for table in ("series", "reading_analytics", *local):
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_tenant_fkey "
                    f"FOREIGN KEY (tenant_id) REFERENCES tenants (id)")
     op.execute("ALTER TABLE series DROP CONSTRAINT series_name_labels_key")
