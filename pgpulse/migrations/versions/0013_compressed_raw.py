@@ -88,6 +88,32 @@ TIMESCALE_READS = [
     """,
 ]
 
+# Citus plans no parameterized call of a SQL function that reads a distributed table
+# ("use PL/pgSQL functions instead"): there the same two readers are PL/pgSQL, whose
+# query Citus plans with the arguments as values.
+CITUS_READS = [
+    """
+    CREATE FUNCTION pgpulse_samples(ids bigint[], lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE plpgsql STABLE AS $$
+    BEGIN
+        RETURN QUERY SELECT s.series_id, s.time, s.value FROM samples s
+            WHERE s.series_id = ANY(ids) AND s.time >= lo AND s.time < hi;
+    END
+    $$
+    """,
+    """
+    CREATE FUNCTION pgpulse_samples_between(lo timestamptz, hi timestamptz)
+    RETURNS TABLE (series_id bigint, "time" timestamptz, value double precision)
+    LANGUAGE plpgsql STABLE AS $$
+    BEGIN
+        RETURN QUERY SELECT s.series_id, s.time, s.value FROM samples s WHERE s.time >= lo AND s.time < hi;
+    END
+    $$
+    """,
+    *TIMESCALE_READS[2:],
+]
+
 # -- portable ------------------------------------------------------------------------
 
 PACKED_TABLE = [
@@ -295,7 +321,7 @@ def portable_refresh_sql() -> str:
 
 def upgrade() -> None:
     if not packed():
-        for statement in TIMESCALE_READS:
+        for statement in CITUS_READS if engine() == "portable" else TIMESCALE_READS:
             op.execute(statement)
     else:
         for statement in PACKED_TABLE + PORTABLE_FUNCTIONS:
