@@ -236,6 +236,9 @@ def test_maintenance_and_the_reader_role_work_on_the_cluster(both, cluster_url):
             END $$""")
         # Again each run: a migration from nothing may have made the reader role anew.
         conn.execute("GRANT pgpulse_reader TO pgpulse_test_grafana")
+        # Citus sends a role grant to the workers only for a role it created itself:
+        # one made before the database was (another database's run) needs it there too.
+        conn.execute("SELECT run_command_on_workers('GRANT pgpulse_reader TO pgpulse_test_grafana')")
     with psycopg.connect(cluster_url, user="pgpulse_test_grafana") as conn:
         for view in ("samples_5m", "samples_1h", "system_metrics_5m", "system_metrics_1h"):
             assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(view))).fetchone()[0] > 0

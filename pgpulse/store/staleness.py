@@ -13,6 +13,8 @@ from datetime import datetime
 
 import psycopg
 
+from pgpulse import engine
+
 # Rows as parallel arrays (times in PostgreSQL µs, the batch's unit): one statement
 # whatever the number of markers.
 INSERT = """
@@ -27,6 +29,15 @@ READ = """
     WHERE m.series_id = ANY(%s) AND m.time >= %s AND m.time <= %s
       AND NOT EXISTS (SELECT 1 FROM pgpulse_samples(ARRAY[m.series_id], m.time,
                                                     m.time + INTERVAL '1 microsecond'))
+    ORDER BY m.series_id, m.time
+"""
+# On Citus the raw samples are never packed (revision 0013), and a per-marker call of
+# the PL/pgSQL reader cannot be pushed to the shards: the markers and samples of a
+# series share a shard, so the probe goes to ``samples`` there.
+READ_DISTRIBUTED = """
+    SELECT m.series_id, m.time FROM stale_markers m
+    WHERE m.series_id = ANY(%s) AND m.time >= %s AND m.time <= %s
+      AND NOT EXISTS (SELECT 1 FROM samples s WHERE s.series_id = m.series_id AND s.time = m.time)
     ORDER BY m.series_id, m.time
 """
 
@@ -49,4 +60,5 @@ def read(conn: psycopg.Connection, series_ids: Sequence[int], start: datetime,
          end: datetime) -> list[tuple[int, datetime]]:
     """(series id, time) of the markers of ``series_ids`` in [start, end], oldest first
     per series, without those hidden by a sample at the same time."""
-    return conn.execute(READ, (list(series_ids), start, end)).fetchall()
+    query = READ_DISTRIBUTED if engine.distributed(conn) else READ
+    return conn.execute(query, (list(series_ids), start, end)).fetchall()
