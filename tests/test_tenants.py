@@ -309,6 +309,8 @@ def test_tenant_admin_api_refuses_bad_input_and_busy_deletes(world):
     assert r.status_code == 400 and r.get_json()["field"] == "max_series"
     r = world.client.patch("/api/tenants/blue", json={"monthly_sample_quota": 2**40}, headers=admin)
     assert r.status_code == 200 and r.get_json()["monthly_sample_quota"] == 2**40
+    r = world.client.patch("/api/tenants/blue", json={"name": None}, headers=admin)
+    assert r.status_code == 400 and r.get_json()["field"] == "name"
     assert world.client.patch("/api/tenants/nope", json={"name": "N"}, headers=admin).status_code == 404
     r = world.client.delete("/api/tenants/red", headers=admin)
     assert r.status_code == 409

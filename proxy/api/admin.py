@@ -122,8 +122,10 @@ def _tenant_body(allowed: set[str]) -> dict[str, Any]:
         raise bad_request(f"unknown fields: {', '.join(unknown[:10])}; expected some of "
                           f"{', '.join(sorted(allowed))}", fields=unknown[:10])
     name = body.get("name")
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME
-                             or not name.isprintable()):
+    # A tenant always has a name: null is refused like any other non-string (leave the
+    # field out to keep the name as it is).
+    if "name" in body and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME
+                           or not name.isprintable()):
         raise bad_request(f"name: expected 1 to {MAX_NAME} printable characters", field="name")
     for field in tenants.OVERRIDES:
         value = body.get(field)
