@@ -364,18 +364,10 @@ def _typed_key(batch: Batch, name: str, raw: bytes, typ: str | None, limits: Lim
     if len(labels) > limits.series.max_labels or label_set_problem(
             labels, limits.series.max_label_value_len, good_label_names) is not None:
         return None
-    key = (name, tuple(sorted(labels.items())))
-    k = batch.index.get(key)
-    if k is None:
-        k = batch.index[key] = len(batch.keys)
-        batch.keys.append(SeriesKey(name, labels, typ))
-    elif typ is not None:
-        declared = batch.keys[k].type
-        if declared is None:
-            batch.keys[k].type = typ
-        elif declared != typ:
-            return None
-    return k
+    try:
+        return batch.series(name, labels, typ)
+    except InvalidSample:  # a type conflict: the checked path names it
+        return None
 
 
 def decode_typed(data: bytes, limits: Limits, now_us: int, max_samples: int) -> Batch | None:
